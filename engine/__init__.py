@@ -1,0 +1,1 @@
+"""The diffusion engine: model, loader, sampler, server (installed as mercury_lsp.engine)."""

@@ -1,0 +1,22 @@
+"""RMSNorm fused with the residual add."""
+
+from __future__ import annotations
+
+import torch
+
+
+def rms_norm_reference(
+    x: torch.Tensor, weight: torch.Tensor, eps: float, residual: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return (rmsnorm(x + residual) * weight, x + residual); statistics in float32."""
+    hidden = x if residual is None else x + residual
+    h32 = hidden.float()
+    normed = h32 * torch.rsqrt(h32.pow(2).mean(-1, keepdim=True) + eps)
+    return (normed * weight.float()).to(x.dtype), hidden
+
+
+def rms_norm(
+    x: torch.Tensor, weight: torch.Tensor, eps: float, residual: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Dispatch: Triton on CUDA, the reference elsewhere."""
+    return rms_norm_reference(x, weight, eps, residual)

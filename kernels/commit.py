@@ -49,7 +49,7 @@ def commit_confident_reference(
     if min_commits is None:
         min_commits = torch.ones_like(threshold, dtype=torch.long)
     missing = (min_commits - commit.sum(-1)).clamp(min=0)
-    order = conf.masked_fill(~eligible, -1.0).argsort(-1, descending=True, stable=True)
+    order = conf.masked_fill(~eligible, -1.0).argsort(dim=-1, descending=True, stable=True)
     rank = order.argsort(-1)
     forced = eligible & (rank < missing[:, None])
     return commit | forced, token, conf
@@ -65,7 +65,8 @@ def _suffix_run_row(flags, offs, inside):
 @triton_jit
 def _commit_kernel(
     p_best_ptr, id_best_ptr, p_nf_ptr, id_nf_ptr, is_filler_ptr, masked_ptr, committed_ptr,
-    threshold_ptr, rule_ptr, commit_ptr, token_ptr, conf_ptr, n_cols, BLOCK_C: tl.constexpr,
+    threshold_ptr, rule_ptr, min_commits_ptr, commit_ptr, token_ptr, conf_ptr, n_cols,
+    HAS_MIN_COMMITS: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
     # One program per row holds the whole canvas in registers; the steps mirror commit_confident_reference.
     row = tl.program_id(0).to(tl.int64)
@@ -92,12 +93,18 @@ def _commit_kernel(
 
     masked_run = masked & in_run
     frontier = masked_run & (offs == tl.max(tl.where(masked_run, offs, -1), axis=0))
-    eligible = (masked & ~in_run) | frontier
-    n_commit = tl.sum(commit.to(tl.int32), axis=0)
-    n_eligible = tl.sum(eligible.to(tl.int32), axis=0)
-    best = tl.argmax(tl.where(eligible, conf, tl.where(inside, -1.0, -2.0)), axis=0)
-    commit = commit | ((offs == best) & (n_commit == 0) & (n_eligible > 0))
-
+    eligible = ((masked & ~in_run) | frontier) & ~commit
+    wanted = 1
+    if HAS_MIN_COMMITS:
+        wanted = tl.load(min_commits_ptr + row).to(tl.int32)
+    missing = tl.maximum(wanted - tl.sum(commit.to(tl.int32), axis=0), 0)
+    # Take the most confident eligible position `missing` times; argmax keeps the lowest index on ties,
+    # as the reference's stable descending sort does.
+    for _ in range(0, missing):
+        best = tl.argmax(tl.where(eligible, conf, -1.0), axis=0)
+        take = (offs == best) & eligible
+        commit = commit | take
+        eligible = eligible & ~take
     tl.store(commit_ptr + at, commit, mask=inside)
     tl.store(token_ptr + at, token, mask=inside)
     tl.store(conf_ptr + at, conf, mask=inside)
@@ -113,6 +120,7 @@ def commit_confident_triton(
     committed_filler: torch.Tensor,
     threshold: torch.Tensor,
     filler_rule: torch.Tensor,
+    min_commits: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Triton launch of commit_confident_reference: one program per row, the row (C <= a few thousand) in registers."""
     b, c = p_best.shape
@@ -122,14 +130,17 @@ def commit_confident_triton(
     token = torch.empty((b, c), dtype=id_best.dtype, device=p_best.device)
     conf = torch.empty((b, c), dtype=p_best.dtype, device=p_best.device)
     _commit_kernel[(b,)](
-        *rows, *flags, threshold.contiguous(), filler_rule.contiguous(), commit, token, conf, c,
-        BLOCK_C=next_power_of_2(c), num_warps=4,
+        *rows, *flags, threshold.contiguous(), filler_rule.contiguous(),
+        threshold if min_commits is None else min_commits.contiguous(), commit, token, conf, c,
+        HAS_MIN_COMMITS=min_commits is not None, BLOCK_C=next_power_of_2(c), num_warps=4,
     )
     return commit, token, conf
 
 
-def commit_confident(*args: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def commit_confident(
+    *args: torch.Tensor, min_commits: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Dispatch: Triton on CUDA, the reference elsewhere (same arguments as the reference)."""
     if use_triton(args[0]):
-        return commit_confident_triton(*args)
-    return commit_confident_reference(*args)
+        return commit_confident_triton(*args, min_commits=min_commits)
+    return commit_confident_reference(*args, min_commits=min_commits)

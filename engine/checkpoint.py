@@ -1,0 +1,317 @@
+"""Read (and write) Hugging Face style model folders: config.json, safetensors weights, tokenizer.json.
+
+One explicit weight-name map per family; every problem with a folder becomes one CheckpointError sentence.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from mercury_lsp.engine.model import ModelConfig, Transformer, rope_inv_freq
+from mercury_lsp.engine.vocab import Vocabulary
+from safetensors import safe_open
+from safetensors.torch import save_file
+from tokenizers import Tokenizer
+
+
+class CheckpointError(Exception):
+    """A model folder that cannot be used; the message is one sentence naming the problem."""
+
+
+@dataclass
+class LoadedModel:
+    model: Transformer
+    vocab: Vocabulary
+    family: str
+    name: str
+    device: torch.device
+    dtype: torch.dtype
+
+
+QWEN2_NAMES = {  # ours -> checkpoint (Qwen2, Dream, Dream-Coder, DiffuCoder, DreamOn, Open-dCoder, our bundled model)
+    "embed_tokens.weight": "model.embed_tokens.weight",
+    "norm.weight": "model.norm.weight",
+    "lm_head.weight": "lm_head.weight",
+    "layers.{i}.input_layernorm.weight": "model.layers.{i}.input_layernorm.weight",
+    "layers.{i}.post_attention_layernorm.weight": "model.layers.{i}.post_attention_layernorm.weight",
+    "layers.{i}.self_attn.q_proj.weight": "model.layers.{i}.self_attn.q_proj.weight",
+    "layers.{i}.self_attn.k_proj.weight": "model.layers.{i}.self_attn.k_proj.weight",
+    "layers.{i}.self_attn.v_proj.weight": "model.layers.{i}.self_attn.v_proj.weight",
+    "layers.{i}.self_attn.q_proj.bias": "model.layers.{i}.self_attn.q_proj.bias",
+    "layers.{i}.self_attn.k_proj.bias": "model.layers.{i}.self_attn.k_proj.bias",
+    "layers.{i}.self_attn.v_proj.bias": "model.layers.{i}.self_attn.v_proj.bias",
+    "layers.{i}.self_attn.o_proj.weight": "model.layers.{i}.self_attn.o_proj.weight",
+    "layers.{i}.mlp.gate_proj.weight": "model.layers.{i}.mlp.gate_proj.weight",
+    "layers.{i}.mlp.up_proj.weight": "model.layers.{i}.mlp.up_proj.weight",
+    "layers.{i}.mlp.down_proj.weight": "model.layers.{i}.mlp.down_proj.weight",
+}
+
+LLADA_NAMES = {  # ours -> checkpoint (LLaDA's OLMo-derived naming)
+    "embed_tokens.weight": "model.transformer.wte.weight",
+    "norm.weight": "model.transformer.ln_f.weight",
+    "lm_head.weight": "model.transformer.ff_out.weight",
+    "layers.{i}.input_layernorm.weight": "model.transformer.blocks.{i}.attn_norm.weight",
+    "layers.{i}.post_attention_layernorm.weight": "model.transformer.blocks.{i}.ff_norm.weight",
+    "layers.{i}.self_attn.q_proj.weight": "model.transformer.blocks.{i}.q_proj.weight",
+    "layers.{i}.self_attn.k_proj.weight": "model.transformer.blocks.{i}.k_proj.weight",
+    "layers.{i}.self_attn.v_proj.weight": "model.transformer.blocks.{i}.v_proj.weight",
+    "layers.{i}.self_attn.q_proj.bias": "model.transformer.blocks.{i}.q_proj.bias",
+    "layers.{i}.self_attn.k_proj.bias": "model.transformer.blocks.{i}.k_proj.bias",
+    "layers.{i}.self_attn.v_proj.bias": "model.transformer.blocks.{i}.v_proj.bias",
+    "layers.{i}.self_attn.o_proj.weight": "model.transformer.blocks.{i}.attn_out.weight",
+    "layers.{i}.mlp.gate_proj.weight": "model.transformer.blocks.{i}.ff_proj.weight",
+    "layers.{i}.mlp.up_proj.weight": "model.transformer.blocks.{i}.up_proj.weight",
+    "layers.{i}.mlp.down_proj.weight": "model.transformer.blocks.{i}.ff_out.weight",
+}
+
+NAME_MAPS = {"qwen2": QWEN2_NAMES, "llada": LLADA_NAMES}
+
+MASK_TOKENS = ("<|mask|>", "<|mdm_mask|>", "[MASK]", "<mask>")
+EOS_TOKENS = ("<|endoftext|>", "<|end_of_text|>", "<|eot_id|>", "</s>", "<|eos|>")
+PAD_TOKENS = ("<|pad|>", "<pad>", "[PAD]")
+EXPAND_TOKENS = ("<|expand|>",)
+DELETE_TOKENS = ("<|delete|>",)
+
+
+def detect_family(config: dict) -> str:
+    """'qwen2' or 'llada' from config.json's model_type / architectures."""
+    model_type = str(config.get("model_type", "")).lower()
+    archs = " ".join(config.get("architectures") or []).lower()
+    if model_type == "llada" or "llada" in archs:
+        return "llada"
+    if model_type in ("qwen2", "dream", "mercury", "llama") or any(
+        a in archs for a in ("qwen2", "dream", "mercury", "llama")
+    ):
+        return "qwen2"
+    raise CheckpointError(
+        f"config.json names an unknown architecture (model_type {config.get('model_type')!r}, "
+        f"architectures {config.get('architectures')!r}); supported: Qwen2/Dream family and LLaDA."
+    )
+
+
+def parse_config(config: dict, family: str, has_qkv_bias: bool) -> ModelConfig:
+    """Our ModelConfig from either family's config.json keys."""
+    try:
+        if family == "llada":
+            heads = int(config["n_heads"])
+            hidden = int(config["d_model"])
+            model_config = ModelConfig(
+                vocab_size=int(config.get("embedding_size") or config["vocab_size"]),
+                hidden_size=hidden,
+                intermediate_size=int(config["mlp_hidden_size"]),
+                num_layers=int(config["n_layers"]),
+                num_heads=heads,
+                num_kv_heads=int(config.get("n_kv_heads") or heads),
+                head_dim=hidden // heads,
+                rms_norm_eps=float(config.get("rms_norm_eps", 1e-5)),
+                rope_theta=float(config.get("rope_theta", 10000.0)),
+                max_position_embeddings=int(config.get("max_sequence_length", 4096)),
+                tie_embeddings=bool(config.get("weight_tying", False)),
+                qkv_bias=has_qkv_bias,
+                shifted=False,
+            )
+        else:
+            heads = int(config["num_attention_heads"])
+            hidden = int(config["hidden_size"])
+            rope = config.get("rope_parameters") or {}
+            scaling = config.get("rope_scaling") or (
+                rope if rope.get("rope_type", "default") != "default" else None
+            )
+            model_config = ModelConfig(
+                vocab_size=int(config["vocab_size"]),
+                hidden_size=hidden,
+                intermediate_size=int(config["intermediate_size"]),
+                num_layers=int(config["num_hidden_layers"]),
+                num_heads=heads,
+                num_kv_heads=int(config.get("num_key_value_heads") or heads),
+                head_dim=int(config.get("head_dim") or hidden // heads),
+                rms_norm_eps=float(config.get("rms_norm_eps", 1e-6)),
+                rope_theta=float(config.get("rope_theta") or rope.get("rope_theta", 10000.0)),
+                rope_scaling=scaling,
+                max_position_embeddings=int(config.get("max_position_embeddings", 32768)),
+                tie_embeddings=bool(config.get("tie_word_embeddings", False)),
+                qkv_bias=has_qkv_bias,
+                shifted=True,
+            )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"config.json is missing or has a bad value for {exc}.") from None
+    prediction = config.get("mercury_prediction")
+    if prediction is not None:
+        if prediction not in ("shifted", "in_place"):
+            raise CheckpointError(f"config.json mercury_prediction must be 'shifted' or 'in_place', not {prediction!r}.")
+        model_config.shifted = prediction == "shifted"
+    return model_config
+
+
+def _weight_files(folder: Path) -> dict[str, Path]:
+    """Map each checkpoint tensor name to the safetensors file holding it."""
+    index = folder / "model.safetensors.index.json"
+    single = folder / "model.safetensors"
+    if index.exists():
+        try:
+            weight_map = json.loads(index.read_text())["weight_map"]
+        except (json.JSONDecodeError, KeyError, UnicodeDecodeError):
+            raise CheckpointError(f"{index} is not a valid safetensors index.") from None
+        files = {name: folder / shard for name, shard in weight_map.items()}
+        for shard in sorted(set(files.values())):
+            if not shard.exists():
+                raise CheckpointError(f"weight shard {shard.name} named in the index is missing from {folder}.")
+        return files
+    if single.exists():
+        try:
+            with safe_open(str(single), framework="pt") as f:
+                return {name: single for name in f.keys()}
+        except Exception as exc:  # safetensors raises several types for corrupt headers
+            raise CheckpointError(f"{single} is not a readable safetensors file ({exc}).") from None
+    raise CheckpointError(f"{folder} has neither model.safetensors nor model.safetensors.index.json.")
+
+
+def _special_id(config: dict, key: str, vocab_table: dict[str, int], names: tuple[str, ...]) -> int | None:
+    value = config.get(key)
+    if isinstance(value, list):
+        value = value[0] if value else None
+    if isinstance(value, int):
+        return value
+    for name in names:
+        if name in vocab_table:
+            return vocab_table[name]
+    return None
+
+
+def load_vocabulary(folder: Path, config: dict) -> Vocabulary:
+    path = folder / "tokenizer.json"
+    if not path.exists():
+        raise CheckpointError(f"{folder} has no tokenizer.json.")
+    try:
+        tokenizer = Tokenizer.from_file(str(path))
+    except Exception as exc:
+        raise CheckpointError(f"{path} is not a valid tokenizers file ({exc}).") from None
+    table = tokenizer.get_vocab(with_added_tokens=True)
+    mask = _special_id(config, "mask_token_id", table, MASK_TOKENS)
+    if mask is None:
+        raise CheckpointError(f"{folder} defines no mask token (mask_token_id in config.json or <|mask|>).")
+    eos = _special_id(config, "eos_token_id", table, EOS_TOKENS)
+    if eos is None:
+        raise CheckpointError(f"{folder} defines no end-of-text token (eos_token_id in config.json).")
+    pad = _special_id(config, "pad_token_id", table, PAD_TOKENS)
+    specials = {t.content: i for i, t in tokenizer.get_added_tokens_decoder().items() if t.special}
+    return Vocabulary(
+        tokenizer=tokenizer,
+        mask_id=mask,
+        eos_id=eos,
+        pad_id=eos if pad is None else pad,
+        expand_id=_special_id(config, "expand_token_id", table, EXPAND_TOKENS),
+        delete_id=_special_id(config, "delete_token_id", table, DELETE_TOKENS),
+        special_ids=frozenset(specials.values()) | {mask, eos} | ({pad} if pad is not None else set()),
+    )
+
+
+def pick_device(device: str) -> torch.device:
+    """'auto' picks CUDA when present."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise CheckpointError("--device cuda was asked for but no CUDA device is available.")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise CheckpointError(f"unknown device {device!r}; use auto, cpu or cuda.")
+    return torch.device(device)
+
+
+def load_checkpoint(path: str | Path, device: str = "auto", dtype: torch.dtype | None = None) -> LoadedModel:
+    """Load a model folder; weights are memory-mapped, bf16 on GPU and float32 on CPU unless `dtype` says."""
+    folder = Path(path).expanduser()
+    if not folder.is_dir():
+        raise CheckpointError(f"model folder {folder} does not exist.")
+    config_path = folder / "config.json"
+    if not config_path.exists():
+        raise CheckpointError(f"{folder} has no config.json.")
+    try:
+        raw = json.loads(config_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise CheckpointError(f"{config_path} is not valid JSON.") from None
+    if not isinstance(raw, dict):
+        raise CheckpointError(f"{config_path} does not hold a JSON object.")
+    family = detect_family(raw)
+    names = NAME_MAPS[family]
+    files = _weight_files(folder)
+    has_bias = names["layers.{i}.self_attn.q_proj.bias"].format(i=0) in files
+    config = parse_config(raw, family, has_bias)
+    vocab = load_vocabulary(folder, raw)
+    if vocab.size > config.vocab_size:
+        raise CheckpointError(
+            f"tokenizer.json has {vocab.size} tokens but the model's vocabulary is {config.vocab_size}."
+        )
+    target = pick_device(device)
+    dtype = dtype or (torch.bfloat16 if target.type == "cuda" else torch.float32)
+    with torch.device("meta"):
+        model = Transformer(config)
+    state = _read_weights(model, config, names, files, target, dtype)
+    model.load_state_dict(state, assign=True, strict=True)
+    if config.tie_embeddings:
+        model.lm_head.weight = model.embed_tokens.weight
+    model.inv_freq = rope_inv_freq(config).to(target)  # non-persistent buffer: still on the meta device
+    model.eval().requires_grad_(False)
+    return LoadedModel(model, vocab, family, raw.get("_name_or_path") or folder.name, target, dtype)
+
+
+def _read_weights(
+    model: Transformer,
+    config: ModelConfig,
+    names: dict[str, str],
+    files: dict[str, Path],
+    device: torch.device,
+    dtype: torch.dtype,
+) -> dict[str, torch.Tensor]:
+    expected = dict(model.state_dict())
+    if config.tie_embeddings:
+        expected.pop("lm_head.weight", None)
+    handles: dict[Path, object] = {}
+    state: dict[str, torch.Tensor] = {}
+    try:
+        for ours, param in expected.items():
+            theirs = _their_name(ours, names)
+            if theirs not in files:
+                raise CheckpointError(f"weight {theirs} is missing from the checkpoint.")
+            file = files[theirs]
+            if file not in handles:
+                handles[file] = safe_open(str(file), framework="pt", device="cpu")
+            try:
+                tensor = handles[file].get_tensor(theirs)
+            except Exception as exc:
+                raise CheckpointError(f"weight {theirs} in {file.name} cannot be read ({exc}).") from None
+            if tuple(tensor.shape) != tuple(param.shape):
+                raise CheckpointError(
+                    f"weight {theirs} has shape {tuple(tensor.shape)} but config.json implies {tuple(param.shape)}."
+                )
+            state[ours] = tensor.to(device=device, dtype=dtype)
+    except OSError as exc:
+        raise CheckpointError(f"a weight file cannot be read ({exc}).") from None
+    if config.tie_embeddings:
+        state["lm_head.weight"] = state["embed_tokens.weight"]
+    return state
+
+
+def _their_name(ours: str, names: dict[str, str]) -> str:
+    if ours.startswith("layers."):
+        _, index, rest = ours.split(".", 2)
+        return names["layers.{i}." + rest].format(i=index)
+    return names[ours]
+
+
+def save_checkpoint(
+    model: Transformer, tokenizer: Tokenizer, folder: str | Path, config_json: dict, family: str = "qwen2"
+) -> None:
+    """Write a model folder in a family's naming that our loader reads; weights in the model's dtype."""
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    state = {}
+    for ours, tensor in model.state_dict().items():
+        if ours == "lm_head.weight" and model.config.tie_embeddings:
+            continue
+        state[_their_name(ours, NAME_MAPS[family])] = tensor.detach().contiguous().cpu()
+    save_file(state, str(out / "model.safetensors"), metadata={"format": "pt"})
+    (out / "config.json").write_text(json.dumps(config_json, indent=2) + "\n")
+    tokenizer.save(str(out / "tokenizer.json"))

@@ -1,0 +1,150 @@
+"""`mercury-engine`: infill at a cursor from the command line, and the engine's other entry points."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from mercury_lsp.models import resolve_model_path
+
+
+class UsageError(Exception):
+    """A command-line problem the user can fix; printed as one line."""
+
+
+def parse_location(spec: str) -> tuple[Path, int, int]:
+    """FILE:LINE:COL (1-based line and column) -> parts."""
+    parts = spec.rsplit(":", 2)
+    if len(parts) != 3 or not parts[1].isdigit() or not parts[2].isdigit():
+        raise UsageError(f"location {spec!r} must look like FILE:LINE:COL with 1-based numbers.")
+    return Path(parts[0]), int(parts[1]), int(parts[2])
+
+
+def split_at_cursor(text: str, line: int, col: int) -> tuple[str, str]:
+    """Prefix and suffix around a 1-based line and column (columns count characters; col may be past the end
+    of the line by one, to put the cursor there)."""
+    lines = text.split("\n")
+    if not 1 <= line <= len(lines):
+        raise UsageError(f"line {line} is outside the file (it has {len(lines)} lines).")
+    if not 1 <= col <= len(lines[line - 1]) + 1:
+        raise UsageError(f"column {col} is outside line {line} (it has {len(lines[line - 1])} characters).")
+    offset = sum(len(s) + 1 for s in lines[: line - 1]) + col - 1
+    return text[:offset], text[offset:]
+
+
+def read_source(path: Path) -> str:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise UsageError(f"file {path} does not exist.") from None
+    except OSError as exc:
+        raise UsageError(f"file {path} cannot be read ({exc.strerror}).") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"file {path} is not valid UTF-8 (bad byte at offset {exc.start}).") from None
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", help="model folder (default: the bundled model)")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+
+
+def cmd_infill(args: argparse.Namespace) -> int:
+    from mercury_lsp.engine.checkpoint import load_checkpoint
+    from mercury_lsp.engine.infill import InfillEngine, InfillRequest
+
+    path, line, col = parse_location(args.location)
+    prefix, suffix = split_at_cursor(read_source(path), line, col)
+    request = InfillRequest(
+        prefix=prefix,
+        suffix=suffix,
+        max_tokens=args.max_tokens,
+        steps=args.steps,
+        threshold=args.threshold,
+        temperature=args.temperature,
+        n=args.n,
+        seed=args.seed,
+        single_line=args.single_line,
+        length_mode=args.length_mode,
+        refine=args.refine,
+    )
+    model_path = resolve_model_path(args.model)
+    loaded = load_checkpoint(model_path, device=args.device)
+    engine = InfillEngine(loaded)
+    request.validate(engine.settings)
+    result = engine.infill(request)
+    if args.json:
+        out = {
+            "text": result.text,
+            "tokens": result.tokens,
+            "steps": result.steps,
+            "ms": round(result.ms, 2),
+            "model": loaded.name,
+            "device": str(loaded.device),
+        }
+        if args.n > 1:
+            out["candidates"] = result.candidates
+        print(json.dumps(out, ensure_ascii=False))
+    else:
+        sys.stdout.write(result.text + ("\n" if not result.text.endswith("\n") else ""))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mercury-engine", description="Diffusion code-completion engine.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    infill = sub.add_parser("infill", help="fill the gap at FILE:LINE:COL and print the text to insert")
+    infill.add_argument("location", help="FILE:LINE:COL, 1-based")
+    add_model_options(infill)
+    infill.add_argument("--max-tokens", type=int, default=64)
+    infill.add_argument("--steps", type=int, default=None, help="step budget (default: max tokens / 2)")
+    infill.add_argument("--threshold", type=float, default=0.9)
+    infill.add_argument("--temperature", type=float, default=0.0)
+    infill.add_argument("--n", type=int, default=1, help="number of candidates")
+    infill.add_argument("--seed", type=int, default=0)
+    infill.add_argument("--single-line", action="store_true")
+    infill.add_argument("--length-mode", choices=["auto", "filler", "expand"], default="auto")
+    infill.add_argument("--refine", action="store_true", help="draft, then re-predict the least confident tokens")
+    infill.add_argument("--json", action="store_true")
+    infill.set_defaults(func=cmd_infill)
+    for register in _subcommand_modules():
+        register(sub)
+    return parser
+
+
+def _subcommand_modules() -> list:
+    """Entry points that live beside their code (serve, train, ...), registered when present."""
+    registrars = []
+    for module_name in ("mercury_lsp.engine.server_cli", "mercury_lsp.engine.train_cli"):
+        try:
+            module = __import__(module_name, fromlist=["register"])
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue
+        registrars.append(module.register)
+    return registrars
+
+
+def main(argv: list[str] | None = None) -> int:
+    from mercury_lsp.engine.checkpoint import CheckpointError
+    from mercury_lsp.engine.infill import InfillError
+
+    args = build_parser().parse_args(argv)
+    started = time.perf_counter()
+    try:
+        return args.func(args)
+    except (UsageError, CheckpointError, InfillError) as exc:
+        print(f"mercury-engine: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"mercury-engine: interrupted after {time.perf_counter() - started:.1f} s", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -10,6 +10,7 @@ from .dispatch import next_power_of_2, tl, triton_jit, use_triton
 
 _LOG2_E = 1.4426950408889634
 _BLOCK_N = 64
+_COMBINE_ROWS = 16
 # Split the context across programs until about this many programs per SM run, but never below this many keys
 # per split: a canvas step of one sequence has only (query blocks x kv heads) programs otherwise.
 _PROGRAMS_PER_SM = 2
@@ -135,23 +136,30 @@ def _canvas_attention_kernel(
 @triton_jit
 def _combine_splits_kernel(
     part_ptr, lse_ptr, out_ptr, n_rows, n_heads, n_canvas, n_splits, so_b, so_h, so_c,
-    HEAD_DIM: tl.constexpr, BLOCK_S: tl.constexpr,
+    HEAD_DIM: tl.constexpr, BLOCK_R: tl.constexpr,
 ):
-    # One program per (batch, head, canvas position): weight each split's output by its share of the softmax.
-    row = tl.program_id(0).to(tl.int64)
-    splits = tl.arange(0, BLOCK_S)
+    # A block of (batch, head, canvas position) rows per program: weight each split's output by its share of
+    # the softmax, exp2(lse_split - lse_max).
+    rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R).to(tl.int64)
+    row_ok = rows < n_rows
     dims = tl.arange(0, HEAD_DIM)
-    split_ok = splits < n_splits
-    lse = tl.load(lse_ptr + splits * n_rows + row, mask=split_ok, other=float("-inf"))
-    weight = tl.exp2(lse - tl.max(lse, axis=0))
-    part = tl.load(
-        part_ptr + (splits[:, None] * n_rows + row) * HEAD_DIM + dims[None, :], mask=split_ok[:, None], other=0.0
-    )
-    out = tl.sum(part * weight[:, None], axis=0) / tl.sum(weight, axis=0)
-    pos = row % n_canvas
-    head = (row // n_canvas) % n_heads
-    b = row // (n_canvas * n_heads)
-    tl.store(out_ptr + b * so_b + head * so_h + pos * so_c + dims, out.to(out_ptr.dtype.element_ty))
+    lse_max = tl.full([BLOCK_R], float("-inf"), tl.float32)
+    for split in range(0, n_splits):
+        lse_max = tl.maximum(lse_max, tl.load(lse_ptr + split * n_rows + rows, mask=row_ok, other=0.0))
+    total = tl.zeros([BLOCK_R], tl.float32)
+    acc = tl.zeros([BLOCK_R, HEAD_DIM], tl.float32)
+    for split in range(0, n_splits):
+        weight = tl.exp2(tl.load(lse_ptr + split * n_rows + rows, mask=row_ok, other=0.0) - lse_max)
+        part = tl.load(
+            part_ptr + (split * n_rows + rows)[:, None] * HEAD_DIM + dims[None, :], mask=row_ok[:, None], other=0.0
+        )
+        total += weight
+        acc += part * weight[:, None]
+    pos = rows % n_canvas
+    head = (rows // n_canvas) % n_heads
+    b = rows // (n_canvas * n_heads)
+    o_ptrs = out_ptr + (b * so_b + head * so_h + pos * so_c)[:, None] + dims[None, :]
+    tl.store(o_ptrs, (acc / total[:, None]).to(out_ptr.dtype.element_ty), mask=row_ok[:, None])
 
 
 @functools.cache
@@ -221,9 +229,9 @@ def canvas_attention_triton(
     )
     if splits > 1:
         n_rows = n_batch * n_heads * n_canvas
-        _combine_splits_kernel[(n_rows,)](
+        _combine_splits_kernel[(-(-n_rows // _COMBINE_ROWS),)](
             part, lse, out, n_rows, n_heads, n_canvas, splits, out.stride(0), out.stride(1), out.stride(2),
-            HEAD_DIM=head_dim, BLOCK_S=next_power_of_2(splits), num_warps=1,
+            HEAD_DIM=head_dim, BLOCK_R=_COMBINE_ROWS, num_warps=4,
         )
     return out
 

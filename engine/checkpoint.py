@@ -277,7 +277,10 @@ def _read_weights(
                 raise CheckpointError(f"weight {theirs} is missing from the checkpoint.")
             file = files[theirs]
             if file not in handles:
-                handles[file] = safe_open(str(file), framework="pt", device="cpu")
+                try:
+                    handles[file] = safe_open(str(file), framework="pt", device="cpu")
+                except Exception as exc:  # safetensors raises several types for corrupt headers
+                    raise CheckpointError(f"weight file {file.name} cannot be read ({exc}).") from None
             try:
                 tensor = handles[file].get_tensor(theirs)
             except Exception as exc:

@@ -16,8 +16,8 @@ from mercury_lsp.engine.model import LayerKV, Transformer
 def concat_kv(parts: list[list[LayerKV]]) -> list[LayerKV]:
     """Concatenate several per-layer key/value lists along the sequence."""
     parts = [p for p in parts if p and p[0][0].shape[2] > 0]
-    if len(parts) == 1:
-        return parts[0]
+    if len(parts) <= 1:
+        return parts[0] if parts else []
     return [
         (torch.cat([p[i][0] for p in parts], dim=2), torch.cat([p[i][1] for p in parts], dim=2))
         for i in range(len(parts[0]))

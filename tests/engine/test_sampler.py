@@ -1,0 +1,189 @@
+"""The sampler and infill engine driven by a scripted model whose predictions are fixed in advance."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+from checkpoints import make_tokenizer
+from scripted import ScriptedModel
+
+from mercury_lsp.engine.checkpoint import LoadedModel
+from mercury_lsp.engine.healing import heal_prefix
+from mercury_lsp.engine.infill import InfillEngine, InfillRequest
+from mercury_lsp.engine.sampler import Canvas, canvas_text, denoise_step, new_canvas
+from mercury_lsp.engine.vocab import Vocabulary
+
+
+@pytest.fixture(scope="module")
+def vocab() -> Vocabulary:
+    tokenizer = make_tokenizer(expand=True)
+    ids = tokenizer.get_vocab()
+    return Vocabulary(
+        tokenizer=tokenizer,
+        mask_id=ids["<|mask|>"],
+        eos_id=ids["<|endoftext|>"],
+        pad_id=ids["<|pad|>"],
+        special_ids=frozenset(ids[t] for t in ("<|mask|>", "<|endoftext|>", "<|pad|>", "<|expand|>", "<|delete|>")),
+    )
+
+
+def scripted_engine(vocab, prefix, middle, *, content_p=0.6, filler_p=0.99, shifted=False, overrides=None):
+    """An engine whose model knows the infill: `middle` after the healed prefix, then end-of-text everywhere."""
+    healed = heal_prefix(vocab, vocab.encode(prefix))
+    truth = vocab.encode(healed.heal.decode() + middle)
+    start = len(healed.ids)
+    script = {start + i: [(t, content_p)] for i, t in enumerate(truth)}
+    script.update(overrides(start, truth) if overrides else {})
+    model = ScriptedModel(vocab.size, script, default=[(vocab.eos_id, filler_p)], shifted=shifted)
+    loaded = LoadedModel(model, vocab, "scripted", "scripted", torch.device("cpu"), torch.float32)
+    return InfillEngine(loaded), healed, truth
+
+
+@pytest.mark.parametrize("shifted", [False, True])
+def test_recovers_the_known_infill_despite_confident_filler(vocab, shifted):
+    engine, _, _ = scripted_engine(vocab, "def add(a, b):\n    retur", "n a + b", shifted=shifted)
+    result = engine.infill(InfillRequest(prefix="def add(a, b):\n    retur", suffix="\n", max_tokens=24, steps=24))
+    assert result.text == "n a + b"
+
+
+def test_filler_inside_the_content_is_not_committed(vocab):
+    # At the second content position the model's favourite is end-of-text (0.95); a sampler that committed it
+    # would cut the infill short. Ours only commits filler as a run from the right edge.
+    def overrides(start, truth):
+        return {start + 1: [(vocab.eos_id, 0.95), (truth[1], 0.04)]}
+
+    engine, _, _ = scripted_engine(vocab, "x = ", "total + 1", overrides=overrides)
+    result = engine.infill(InfillRequest(prefix="x = ", max_tokens=16, steps=16))
+    assert result.text == "total + 1"
+
+
+def test_filler_never_floods_a_confident_canvas(vocab):
+    # Filler is the most confident prediction everywhere past the content, far above the content's own.
+    engine, _, truth = scripted_engine(vocab, "for item in ", "items:", content_p=0.3, filler_p=0.999)
+    result = engine.infill(InfillRequest(prefix="for item in ", max_tokens=32, steps=8))
+    assert result.text == "items:"
+
+
+def test_single_line_stops_at_the_first_newline(vocab):
+    engine, _, _ = scripted_engine(vocab, "    x", " = a\n    y = b\n    return y")
+    result = engine.infill(InfillRequest(prefix="    x", max_tokens=24, single_line=True))
+    assert result.text == " = a"
+
+
+def test_token_healing_constrains_the_first_token_and_drops_the_typed_bytes(vocab):
+    prefix = "def add(a, b):\n    retur"
+    forbidden = vocab.encode("x")[0]
+
+    def overrides(start, truth):
+        # The model would rather start with "x", which does not begin with the typed characters.
+        return {start: [(forbidden, 0.97), (truth[0], 0.02)]}
+
+    engine, healed, truth = scripted_engine(vocab, prefix, "n a + b", overrides=overrides)
+    assert healed.heal and b"retur".endswith(healed.heal.lstrip()) or healed.heal.endswith(b"r")
+    result = engine.infill(InfillRequest(prefix=prefix, suffix="\n", max_tokens=16))
+    assert result.text == "n a + b"
+
+
+@pytest.mark.parametrize(
+    "prefix",
+    ["def f():\n", 'print("hel', "", "x = [1, 2,", "    return tot"],
+    ids=["after-bare-newline", "inside-string", "buffer-start", "after-comma", "mid-word"],
+)
+def test_healing_cases_return_only_text_after_the_cursor(vocab, prefix):
+    engine, healed, truth = scripted_engine(vocab, prefix, "abc")
+    if prefix:
+        assert healed.heal and prefix.encode().endswith(healed.heal)
+        assert all(vocab.token_bytes[int(i)].startswith(healed.heal) for i in healed.first_allowed)
+    else:
+        assert healed.heal == b"" and healed.first_allowed is None
+    result = engine.infill(InfillRequest(prefix=prefix, suffix="", max_tokens=12))
+    assert result.text == "abc"
+
+
+def test_healing_never_splits_a_utf8_character(vocab):
+    ids = vocab.encode("s = 'héé")
+    healed = heal_prefix(vocab, ids)
+    vocab.token_bytes_of(healed.ids).decode("utf-8")  # the kept prefix is whole characters
+    assert "s = 'héé".encode().endswith(healed.heal)
+
+
+def test_draft_and_refine_remasks_weak_tokens_and_repredicts_them(vocab):
+    engine, _, truth = scripted_engine(vocab, "y = ", "a + b", content_p=0.3)
+    plain = engine.infill(InfillRequest(prefix="y = ", max_tokens=8, steps=2))
+    refined = engine.infill(InfillRequest(prefix="y = ", max_tokens=8, steps=2, refine=True))
+    assert plain.text == refined.text == "a + b"
+    assert refined.steps > plain.steps  # the refinement steps ran
+
+
+def _canvas(vocab, ids, masked, mode="expand"):
+    canvas = new_canvas(vocab, len(ids), torch.device("cpu"), mode=mode, max_length=8, threshold=0.9,
+                        temperature=0.0, steps=8, seed=0)
+    canvas.ids = torch.tensor(ids)
+    canvas.masked = torch.tensor(masked)
+    return canvas
+
+
+def _logits_for(vocab, picks: list[int], width: int) -> torch.Tensor:
+    logits = torch.full((1, width, vocab.size), -10.0)
+    for j, token in enumerate(picks):
+        logits[0, j, token] = 10.0
+    return logits
+
+
+def test_expand_turns_one_mask_into_two_and_eos_deletes(vocab):
+    expand_vocab = dataclasses.replace(vocab, expand_id=vocab.tokenizer.token_to_id("<|expand|>"),
+                                       delete_id=vocab.tokenizer.token_to_id("<|delete|>"))
+    a, b = vocab.encode("a")[0], vocab.encode("b")[0]
+    m = vocab.mask_id
+    canvas = _canvas(expand_vocab, [m, m, m], [True, True, True])
+    denoise_step(expand_vocab, [canvas], _logits_for(vocab, [a, expand_vocab.expand_id, vocab.eos_id], 3))
+    # a stays, expand became two masks, end-of-text deleted its position.
+    assert canvas.ids.tolist() == [a, m, m] and canvas.masked.tolist() == [False, True, True]
+    assert canvas.needs_refresh and canvas.expansions_left == 8 - 3 - 1
+    denoise_step(expand_vocab, [canvas], _logits_for(vocab, [a, b, b], 3))
+    assert canvas.done and canvas_text(expand_vocab, canvas)[0] == "abb"
+
+
+def test_expand_stops_at_the_length_budget(vocab):
+    expand_vocab = dataclasses.replace(vocab, expand_id=vocab.tokenizer.token_to_id("<|expand|>"))
+    canvas = _canvas(expand_vocab, [vocab.mask_id] * 8, [True] * 8)
+    logits = _logits_for(vocab, [expand_vocab.expand_id] * 8, 8)
+    logits[0, :, vocab.encode("a")[0]] = 5.0  # the runner-up everywhere
+    denoise_step(expand_vocab, [canvas], logits)
+    assert canvas.length == 8  # already at max_length: expand was not allowed
+    assert expand_vocab.expand_id not in canvas.ids.tolist()
+
+
+def test_commits_at_least_enough_per_step_to_meet_the_budget(vocab):
+    canvas = _canvas(vocab, [vocab.mask_id] * 8, [True] * 8, mode="filler")
+    canvas.steps_budget = 2
+    logits = torch.zeros(1, 8, vocab.size)
+    logits[0, :, vocab.encode("a")[0]] = 1.0  # content is favoured, but nothing is confident
+    denoise_step(vocab, [canvas], logits)
+    assert int((~canvas.masked).sum()) == 4
+    denoise_step(vocab, [canvas], logits)
+    assert canvas.done
+
+
+def test_a_fixed_seed_gives_identical_output(tiny_checkpoint):
+    from mercury_lsp.engine.checkpoint import load_checkpoint
+
+    engine = InfillEngine(load_checkpoint(tiny_checkpoint, device="cpu"))
+    request = dict(prefix="def total(items):\n    ", suffix="\n", max_tokens=12, temperature=0.8)
+    first = engine.infill(InfillRequest(seed=7, **request))
+    again = InfillEngine(load_checkpoint(tiny_checkpoint, device="cpu")).infill(InfillRequest(seed=7, **request))
+    others = {engine.infill(InfillRequest(seed=s, **request)).text for s in range(1, 6)}
+    assert first.text == again.text
+    assert len(others | {first.text}) > 1  # the seed really drives the sampling
+
+
+def test_n_candidates_run_in_one_batch(tiny_checkpoint):
+    from mercury_lsp.engine.checkpoint import load_checkpoint
+
+    engine = InfillEngine(load_checkpoint(tiny_checkpoint, device="cpu"))
+    single = engine.infill(InfillRequest(prefix="x = ", max_tokens=8))
+    several = engine.infill(InfillRequest(prefix="x = ", max_tokens=8, n=4))
+    assert several.text == single.text  # candidate 0 is the greedy one
+    assert 1 <= len(several.candidates) <= 4 and several.candidates[0] == single.text

@@ -1,0 +1,23 @@
+"""The built wheel installs one top-level import name, `mercury_lsp` (PyPI already has `kernels` and `engine`)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_wheel_has_only_the_mercury_lsp_top_level_package(tmp_path):
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path)],
+        check=True, timeout=300, capture_output=True,
+    )
+    (wheel,) = tmp_path.glob("mercury_lsp-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    top_level = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
+    assert top_level == {"mercury_lsp"}
+    for module in ("mercury_lsp/engine/model.py", "mercury_lsp/kernels/attention.py", "mercury_lsp/engine/cli.py"):
+        assert module in names

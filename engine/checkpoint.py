@@ -10,11 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from mercury_lsp.engine.model import ModelConfig, Transformer, rope_inv_freq
-from mercury_lsp.engine.vocab import Vocabulary
 from safetensors import safe_open
 from safetensors.torch import save_file
 from tokenizers import Tokenizer
+
+from mercury_lsp.engine.model import ModelConfig, Transformer, rope_inv_freq
+from mercury_lsp.engine.vocab import Vocabulary
 
 
 class CheckpointError(Exception):

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import OrderedDict
 
 import torch
+
 from mercury_lsp.engine.model import LayerKV, Transformer
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+
 from mercury_lsp.engine.vocab import Vocabulary
 
 MAX_HEALED_TOKENS = 3

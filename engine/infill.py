@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 
 import torch
+
 from mercury_lsp.engine.checkpoint import LoadedModel
 from mercury_lsp.engine.context_cache import PrefixCache, concat_kv, slice_kv
 from mercury_lsp.engine.healing import heal_prefix

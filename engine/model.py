@@ -10,12 +10,13 @@ import math
 from dataclasses import dataclass, field
 
 import torch
+from torch import nn
+from torch.nn import functional as F
+
 from mercury_lsp.kernels.attention import canvas_attention
 from mercury_lsp.kernels.rmsnorm import rms_norm
 from mercury_lsp.kernels.rope import apply_rope
 from mercury_lsp.kernels.swiglu import swiglu
-from torch import nn
-from torch.nn import functional as F
 
 # Keys and values of one layer: [B, Hkv, T, D] each, positions already rotated into the keys.
 LayerKV = tuple[torch.Tensor, torch.Tensor]

@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass, field
 
 import torch
+
 from mercury_lsp.engine.vocab import Vocabulary
 from mercury_lsp.kernels.commit import commit_confident
 from mercury_lsp.kernels.confidence import confidence

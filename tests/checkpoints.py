@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
 from mercury_lsp.engine.checkpoint import save_checkpoint
 from mercury_lsp.engine.model import ModelConfig, Transformer
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 SAMPLE_CODE = '''
 def add(a, b):

@@ -7,11 +7,12 @@ import math
 
 import pytest
 import torch
-from checkpoints import make_tiny_checkpoint, make_tokenizer
 from safetensors.torch import load_file
 
 from mercury_lsp.engine.autoregressive import generate_autoregressive
 from mercury_lsp.engine.checkpoint import load_checkpoint
+
+from checkpoints import make_tiny_checkpoint, make_tokenizer
 
 transformers = pytest.importorskip("transformers")
 

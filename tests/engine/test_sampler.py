@@ -6,14 +6,15 @@ import dataclasses
 
 import pytest
 import torch
-from checkpoints import make_tokenizer
-from scripted import ScriptedModel
 
 from mercury_lsp.engine.checkpoint import LoadedModel
 from mercury_lsp.engine.healing import heal_prefix
 from mercury_lsp.engine.infill import InfillEngine, InfillRequest
-from mercury_lsp.engine.sampler import Canvas, canvas_text, denoise_step, new_canvas
+from mercury_lsp.engine.sampler import canvas_text, denoise_step, new_canvas
 from mercury_lsp.engine.vocab import Vocabulary
+
+from checkpoints import make_tokenizer
+from scripted import ScriptedModel
 
 
 @pytest.fixture(scope="module")

@@ -285,6 +285,8 @@ class InfillEngine:
     def _batched_context(self, jobs: list[Job]) -> tuple[list[LayerKV], torch.Tensor]:
         """Pad each job's context keys/values to a common length; lengths say which keys are real."""
         lengths = [j.context_kv[0][0].shape[2] if j.context_kv else 0 for j in jobs]
+        if len(jobs) == 1 and lengths[0]:
+            return jobs[0].context_kv, torch.tensor(lengths, device=self.device)  # nothing to pad
         tmax = max(lengths)
         cfg = self.model.config
         dtype = self.model.embed_tokens.weight.dtype

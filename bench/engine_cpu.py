@@ -1,0 +1,119 @@
+"""Infill latency on CPU: 8-, 24- and 64-token holes by diffusion, against the autoregressive path of the same model.
+
+    python bench/engine_cpu.py [--model PATH] [--repeats 10] [--context 1024]
+
+Holes are cut from a real source file (the standard library's `argparse.py`) with ~3/4 of the context before the
+cursor and ~1/4 after. Prints a markdown table. Without a bundled model or --model, it builds random weights of
+DESIGN.md's small shape (d 512, 8 layers; a tiny vocabulary), so the numbers are about speed only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import argparse as _argparse_module
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from mercury_lsp.engine.autoregressive import generate_autoregressive
+from mercury_lsp.engine.checkpoint import load_checkpoint
+from mercury_lsp.engine.infill import InfillEngine, InfillRequest
+from mercury_lsp.models import BUNDLED_MODEL
+
+LENGTHS = (8, 24, 64)
+
+
+def random_model_folder(folder: Path) -> Path:
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from checkpoints import make_tiny_checkpoint
+
+    return make_tiny_checkpoint(folder, hidden=512, layers=8, heads=8, kv_heads=8)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def holes(text: str, engine: InfillEngine, context_tokens: int, count: int) -> list[tuple[str, str]]:
+    """Cursor positions spread over the file, each with about `context_tokens` of context around it."""
+    chars_per_token = max(1.0, len(text) / max(1, len(engine.vocab.encode(text[:20000])) * len(text) / 20000))
+    before = int(context_tokens * 0.75 * chars_per_token)
+    after = int(context_tokens * 0.25 * chars_per_token)
+    out = []
+    for i in range(count):
+        cursor = before + (len(text) - before - after) * (i + 1) // (count + 1)
+        out.append((text[cursor - before : cursor], text[cursor : cursor + after]))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=None)
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--context", type=int, default=1024)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.model:
+            folder, label = Path(args.model), args.model
+        elif BUNDLED_MODEL.exists():
+            folder, label = BUNDLED_MODEL, "bundled"
+        else:
+            folder, label = random_model_folder(Path(tmp) / "random"), "random weights, d 512 x 8 layers"
+        loaded = load_checkpoint(folder, device="cpu")
+        engine = InfillEngine(loaded)
+        text = Path(_argparse_module.__file__).read_text()
+        cases = holes(text, engine, args.context, args.repeats)
+        params = loaded.model.config.num_parameters()
+        print(f"model: {label} ({params / 1e6:.1f}M parameters), CPU threads: {torch.get_num_threads()}, "
+              f"{platform.processor() or platform.machine()}, context ~{args.context} tokens")
+        engine.infill(InfillRequest(prefix=cases[0][0], suffix=cases[0][1], max_tokens=8))  # warm-up
+
+        rows = []
+        for length in LENGTHS:
+            latencies, step_ms, steps, first_ms = [], [], [], []
+            for prefix, suffix in cases:
+                request = InfillRequest(prefix=prefix, suffix=suffix, max_tokens=length)
+                started = time.perf_counter()
+                jobs = engine.start(request)
+                first_ms.append((time.perf_counter() - started) * 1000)
+                while not all(j.done for j in jobs):
+                    t = time.perf_counter()
+                    engine.step(jobs)
+                    step_ms.append((time.perf_counter() - t) * 1000)
+                latencies.append((time.perf_counter() - started) * 1000)
+                steps.append(jobs[0].canvas.steps_done)
+            ar_latency, ar_token_ms = [], []
+            for prefix, _ in cases:
+                ids = engine.vocab.encode(prefix)
+                result = generate_autoregressive(loaded.model, ids, length)
+                ar_latency.append(result.prefill_ms + result.decode_ms)
+                ar_token_ms.append(result.decode_ms / max(1, len(result.ids) - 1))
+            rows.append((length, latencies, step_ms, steps, first_ms, ar_latency, ar_token_ms))
+
+        print()
+        print("| hole | diffusion p50 | p90 | steps (mean) | first step incl. context | later step | "
+              "AR p50 | AR p90 | AR per token | AR / diffusion (p50) |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
+        for length, lat, step_ms, steps, first_ms, ar, ar_tok in rows:
+            p50, ar50 = percentile(lat, 0.5), percentile(ar, 0.5)
+            later = f"{statistics.mean(step_ms):.1f} ms" if step_ms else "-"
+            print(
+                f"| {length} tokens | {p50:.0f} ms | {percentile(lat, 0.9):.0f} ms | {statistics.mean(steps):.1f} | "
+                f"{statistics.median(first_ms):.0f} ms | {later} | {ar50:.0f} ms | {percentile(ar, 0.9):.0f} ms | "
+                f"{statistics.mean(ar_tok):.1f} ms | {ar50 / p50:.2f}x |"
+            )
+        cache = engine.prefix_cache
+        print(f"\nprefix tokens reused from the chunk cache: {cache.tokens_reused}, computed: {cache.tokens_computed}")
+
+
+if __name__ == "__main__":
+    main()

@@ -7,6 +7,7 @@ server drives `start`/`step` itself to batch concurrent requests step by step.
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from dataclasses import dataclass, field
@@ -72,6 +73,9 @@ class InfillRequest:
                 raise InfillError(message + ".")
 
 
+_job_ids = itertools.count()
+
+
 @dataclass
 class Job:
     """One candidate of a request: its canvas and the context it attends to."""
@@ -84,6 +88,8 @@ class Job:
     context_kv: list[LayerKV] = field(default_factory=list)  # chunks + tail (minus lead) + suffix
     lead: int | None = None  # last prefix token, recomputed with the canvas for shifted models
     steps_since_refresh: int = 0
+    uid: int = field(default_factory=lambda: next(_job_ids))
+    context_version: int = 0  # bumped whenever context_kv is replaced
 
     @property
     def done(self) -> bool:
@@ -110,6 +116,7 @@ class InfillEngine:
         self.prefix_cache = PrefixCache(self.model, self.settings.chunk_size, self.settings.prefix_cache_entries)
         self.device = loaded.device
         self._next_request = 0
+        self._padded_context: tuple[tuple, list[LayerKV], torch.Tensor] | None = None
 
     # -- context -----------------------------------------------------------------------------------------------
     def tokenize_context(self, prefix: str, suffix: str) -> tuple[list[int], list[int]]:
@@ -216,8 +223,17 @@ class InfillEngine:
         the same forward (no work is wasted on the refresh)."""
         width = max(j.canvas.length for j in jobs)
         logits = torch.zeros(len(jobs), width, self.model.config.vocab_size, device=self.device)
+        done: dict[tuple, tuple[torch.Tensor, list[LayerKV]]] = {}
         for b, job in enumerate(jobs):
-            logits[b, : job.canvas.length] = self._group_forward(job)
+            # Candidates of one request start from the same canvas: one forward serves them all.
+            key = (job.request_id, tuple(job.canvas.ids.tolist()))
+            if key in done:
+                row_logits, job.context_kv = done[key]
+                job.context_version += 1
+            else:
+                row_logits = self._group_forward(job)
+                done[key] = (row_logits, job.context_kv)
+            logits[b, : job.canvas.length] = row_logits
             job.canvas.needs_refresh = False
             job.steps_since_refresh = 0
         denoise_step(self.vocab, [j.canvas for j in jobs], logits)
@@ -246,6 +262,7 @@ class InfillEngine:
         job.context_kv = concat_kv(
             [job.chunk_kv, slice_kv(kv, 0, keep_tail), slice_kv(kv, n_tail + length, n_tail + length + len(job.suffix_ids))]
         )
+        job.context_version += 1
         rows = self._canvas_rows(job, offset=n_tail)
         return self.model.logits(hidden[0, rows])
 
@@ -287,6 +304,10 @@ class InfillEngine:
         lengths = [j.context_kv[0][0].shape[2] if j.context_kv else 0 for j in jobs]
         if len(jobs) == 1 and lengths[0]:
             return jobs[0].context_kv, torch.tensor(lengths, device=self.device)  # nothing to pad
+        # The batch rarely changes between steps: keep the padded copy until it does.
+        key = tuple((j.uid, j.context_version) for j in jobs)
+        if self._padded_context is not None and self._padded_context[0] == key:
+            return self._padded_context[1], self._padded_context[2]
         tmax = max(lengths)
         cfg = self.model.config
         dtype = self.model.embed_tokens.weight.dtype
@@ -299,4 +320,6 @@ class InfillEngine:
                     k[b, :, : lengths[b]] = job.context_kv[layer][0][0]
                     v[b, :, : lengths[b]] = job.context_kv[layer][1][0]
             past.append((k, v))
-        return past, torch.tensor(lengths, device=self.device)
+        past_len = torch.tensor(lengths, device=self.device)
+        self._padded_context = (key, past, past_len)
+        return past, past_len

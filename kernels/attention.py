@@ -111,11 +111,11 @@ def _canvas_attention_kernel(
         )
     if split == tl.num_programs(2) - 1:
         new_len = tl.load(new_len_ptr + b).to(tl.int32)
-        k_base = k_new_ptr + b * skn_b + kv_head * skn_h
-        v_base = v_new_ptr + b * svn_b + kv_head * svn_h
+        kn_base = k_new_ptr + b * skn_b + kv_head * skn_h
+        vn_base = v_new_ptr + b * svn_b + kv_head * svn_h
         for start in range(0, new_len, BLOCK_N):
             acc, m_i, l_i = _attend_block(
-                q, acc, m_i, l_i, k_base, v_base, skn_c, start, new_len, qk_scale, dims, BLOCK_N, PRECISION
+                q, acc, m_i, l_i, kn_base, vn_base, skn_c, start, new_len, qk_scale, dims, BLOCK_N, PRECISION
             )
 
     if SPLIT:

@@ -5,15 +5,6 @@ from __future__ import annotations
 from typing import Literal
 
 Encoding = Literal["utf-8", "utf-16", "utf-32"]
-SUPPORTED_ENCODINGS: tuple[Encoding, ...] = ("utf-16", "utf-8", "utf-32")
-
-
-def choose_encoding(offered: list[str] | None) -> Encoding:
-    """The first encoding the client offers that we support; UTF-16 when it offers none."""
-    for encoding in offered or ():
-        if encoding in SUPPORTED_ENCODINGS:
-            return encoding  # type: ignore[return-value]
-    return "utf-16"
 
 
 def code_units(char: str, encoding: Encoding) -> int:

@@ -13,13 +13,12 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "backend": ("mercury", "openai"),
     "device": ("auto", "cpu", "cuda"),
 }
-_MINIMUM: dict[str, float] = {
+_MINIMUM: dict[str, int] = {
     "prefixTokens": 0,
     "suffixTokens": 0,
     "extraContextTokens": 0,
     "maxTokens": 1,
     "steps": 1,
-    "threshold": 0.0,
     "debounceMs": 0,
     "debounceMaxMs": 0,
     "candidates": 1,
@@ -91,13 +90,13 @@ def _check(key: str, value: Any, default: Any) -> Any:
             raise SettingsError(f"mercury.{key} must be one of {choices}, got {value!r}.")
         return value
     if key == "threshold":
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-            raise SettingsError(f"mercury.{key} must be a number from 0 to 1, got {value!r}.")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
+            raise SettingsError(f"mercury.{key} must be a number above 0 and at most 1, got {value!r}.")
         return float(value)
     if key in _MINIMUM:
         if isinstance(value, bool) or not isinstance(value, int) or value < _MINIMUM[key]:
             raise SettingsError(
-                f"mercury.{key} must be an integer of at least {int(_MINIMUM[key])}, got {value!r}."
+                f"mercury.{key} must be an integer of at least {_MINIMUM[key]}, got {value!r}."
             )
         return value
     if not isinstance(value, str) or not value:

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mercury_lsp.documents import Document
-from mercury_lsp.positions import choose_encoding, column_to_index, index_to_column, text_length
+from mercury_lsp.positions import column_to_index, index_to_column, text_length
 
 LINE = "s = '😀漢字' + x"  # an emoji (2 UTF-16 units, 4 UTF-8 bytes) and two CJK (1 and 3)
 
@@ -39,13 +39,6 @@ def test_columns_past_the_line_clamp_to_its_end() -> None:
         assert column_to_index(LINE, 10_000, encoding) == len(LINE)
     assert text_length(LINE, "utf-16") == len(LINE) + 1
     assert text_length(LINE, "utf-8") == len(LINE.encode())
-
-
-def test_choose_encoding_prefers_the_clients_order() -> None:
-    assert choose_encoding(None) == "utf-16"
-    assert choose_encoding(["utf-8", "utf-16"]) == "utf-8"
-    assert choose_encoding(["utf-32"]) == "utf-32"
-    assert choose_encoding(["latin-1"]) == "utf-16"
 
 
 def test_document_offsets_and_positions() -> None:

@@ -1,0 +1,222 @@
+"""Turns a cursor in an open document into suggestions: context, scheduling, engine call, filters."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from mercury_lsp.context import (
+    LineTokenCounter,
+    TokenCounter,
+    build_context,
+    estimate_tokens,
+    tokenizer_counter,
+)
+from mercury_lsp.documents import Document
+from mercury_lsp.engine_client import EngineError, InfillRequest, InfillResult
+from mercury_lsp.extra_context import ExtraContextRing
+from mercury_lsp.lifecycle import EngineLink
+from mercury_lsp.models import resolve_model_path
+from mercury_lsp.positions import Encoding
+from mercury_lsp.postprocess import CursorView, normalize_indentation, postprocess
+from mercury_lsp.scheduler import AdaptiveDebounce, CachedCompletion, CompletionCache, LatestOnly
+from mercury_lsp.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Source = Literal["engine", "cache", "none"]
+# A fill regenerates a span: give the canvas room for a rewrite somewhat longer than the original.
+FILL_GROWTH = 2
+FILL_MAX_TOKENS = 256
+
+
+@dataclass(frozen=True)
+class Suggestions:
+    """The texts to show at a cursor and where they came from."""
+
+    texts: tuple[str, ...]
+    source: Source
+    result: InfillResult | None = None
+    latency_ms: float = 0.0
+    error: EngineError | None = None
+
+
+NOTHING = Suggestions((), "none")
+
+
+class Completer:
+    """Holds the open documents and answers completion and fill requests against the engine."""
+
+    def __init__(self, engine: EngineLink, on_result: Callable[[Suggestions], None]) -> None:
+        self.engine = engine
+        self.settings = engine.settings
+        self.encoding: Encoding = "utf-16"
+        self.root: str | None = None
+        self.documents: dict[str, Document] = {}
+        self.cache = CompletionCache()
+        self.latest = LatestOnly()
+        self.ring = ExtraContextRing()
+        self.debounce = AdaptiveDebounce(self.settings.debounce_ms, self.settings.debounce_max_ms)
+        self.count: TokenCounter = LineTokenCounter(estimate_tokens)
+        self._counter_model: str | None = None
+        self._on_result = on_result
+
+    def configure(self, settings: Settings) -> None:
+        self.settings = settings
+        self.engine.configure(settings)
+        self.debounce = AdaptiveDebounce(settings.debounce_ms, settings.debounce_max_ms)
+
+    # Documents -------------------------------------------------------------------------------
+
+    def open(self, uri: str, language_id: str, version: int, text: str) -> None:
+        document = Document(uri, language_id, version, text)
+        self.documents[uri] = document
+        if self.settings.extra_context_tokens:
+            self.ring.remember(document, 0)
+        if self.settings.language_enabled(language_id):
+            self.engine.ready_client()  # start loading the model while the user reads
+
+    def change(self, uri: str, version: int, edits: list[tuple[str, tuple | None, tuple | None]]) -> None:
+        """Apply (text, start, end) edits in order; start/end None replaces the whole text."""
+        document = self.documents.get(uri)
+        if document is None:
+            return
+        for text, start, end in edits:
+            document.apply_change(text, start, end, self.encoding)
+        document.version = version
+        self.debounce.keystroke(uri, time.monotonic())
+        if self.settings.extra_context_tokens and edits and edits[-1][1] is not None:
+            self.ring.remember(document, edits[-1][1][0])
+
+    def close(self, uri: str) -> None:
+        self.documents.pop(uri, None)
+        self.cache.forget(uri)
+        self.ring.forget(uri)
+        self.debounce.forget(uri)
+
+    def _relative_path(self, document: Document) -> str:
+        path = document.path
+        if self.root and path.startswith(self.root.rstrip("/") + "/"):
+            return os.path.relpath(path, self.root)
+        return path
+
+    def _options(self) -> tuple:
+        settings = self.settings
+        return (settings.prefix_tokens, settings.suffix_tokens, settings.extra_context_tokens,
+                settings.max_tokens, settings.steps, settings.threshold, settings.candidates)
+
+    def _use_engine_tokenizer(self) -> None:
+        """Count tokens with the engine's tokenizer when its model folder is on this machine."""
+        model = self.engine.health.get("model")
+        if not (isinstance(model, str) and os.path.isdir(model)) and self.settings.engine_url is None:
+            model = str(resolve_model_path(self.settings.model))
+        if not isinstance(model, str) or model == self._counter_model:
+            return
+        self._counter_model = model
+        count = tokenizer_counter(model) if os.path.isdir(model) else None
+        self.count = LineTokenCounter(count or estimate_tokens)
+        log.info("token counts from %s", f"the tokenizer in {model}" if count else "the estimate")
+
+    def _request(self, document: Document, before: str, after: str, max_tokens: int,
+                 single_line: bool) -> InfillRequest:
+        settings = self.settings
+        self._use_engine_tokenizer()
+        extra = self.ring.render(document.uri, settings.extra_context_tokens, self.count)
+        context = build_context(
+            before, after, path=self._relative_path(document), language_id=document.language_id,
+            prefix_tokens=settings.prefix_tokens, suffix_tokens=settings.suffix_tokens,
+            extra=extra, count=self.count,
+        )
+        return InfillRequest(
+            prefix=context.prefix, suffix=context.suffix, max_tokens=max_tokens,
+            steps=settings.steps, threshold=settings.threshold, n=settings.candidates,
+            single_line=single_line,
+        )
+
+    # Completion ------------------------------------------------------------------------------
+
+    async def suggest(self, uri: str, line: int, character: int, automatic: bool) -> Suggestions:
+        """Suggestions at a cursor; a newer request for the same document makes this one return nothing."""
+        document = self.documents.get(uri)
+        if document is None or not self.settings.language_enabled(document.language_id):
+            return NOTHING
+        turn = self.latest.begin(uri)
+        try:
+            return await self._suggest(document, line, character, automatic)
+        except asyncio.CancelledError:
+            if turn.superseded:
+                return NOTHING
+            raise
+        finally:
+            self.latest.end(uri, turn)
+
+    async def _suggest(self, document: Document, line: int, character: int, automatic: bool) -> Suggestions:
+        started = time.perf_counter()
+        offset = document.offset_at(line, character, self.encoding)
+        before, after = document.text[:offset], document.text[offset:]
+        options = self._options()
+        cached = self.cache.get(document.uri, before, after, options)
+        if cached is not None:
+            return self._report(Suggestions(cached, "cache", None, _ms_since(started)))
+        if self.engine.ready_client() is None:
+            return NOTHING
+        if automatic:
+            await asyncio.sleep(self.debounce.delay(document.uri))
+        client = self.engine.ready_client()
+        if client is None:
+            return NOTHING
+        started = time.perf_counter()
+        view = CursorView.around(before, after)
+        request = self._request(document, before, after, self.settings.max_tokens,
+                                single_line=bool(view.line_suffix.strip()))
+        try:
+            result = await client.infill(request)
+        except EngineError as error:
+            self.engine.engine_failed(error)
+            log.warning("%s", error)
+            return self._report(Suggestions((), "none", None, _ms_since(started), error))
+        texts = tuple(dict.fromkeys(t for t in (postprocess(raw, view) for raw in result.texts) if t))
+        self.cache.put(document.uri, CachedCompletion(before, after, options, texts))
+        return self._report(Suggestions(texts, "engine", result, _ms_since(started)))
+
+    def _report(self, suggestions: Suggestions) -> Suggestions:
+        self._on_result(suggestions)
+        return suggestions
+
+    # Fill ------------------------------------------------------------------------------------
+
+    async def fill(self, uri: str, start: tuple[int, int], end: tuple[int, int],
+                   wait_s: float = 30.0) -> tuple[str, tuple[int, int], tuple[int, int]] | None:
+        """Regenerate the text between two positions from both sides; None if there is no document.
+
+        Returns the new text and the (normalised) positions it replaces. An explicit request,
+        so it waits for a loading engine up to `wait_s`.
+        """
+        document = self.documents.get(uri)
+        if document is None:
+            return None
+        first = document.offset_at(*start, self.encoding)
+        last = max(first, document.offset_at(*end, self.encoding))
+        client = await self.engine.wait_ready(wait_s)
+        if client is None:
+            raise EngineError(self.engine.message or "The engine is not ready.")
+        before, selected, after = document.text[:first], document.text[first:last], document.text[last:]
+        budget = min(FILL_MAX_TOKENS, max(self.settings.max_tokens, FILL_GROWTH * self.count(selected)))
+        request = self._request(document, before, after, budget, single_line="\n" not in selected)
+        try:
+            result = await client.infill(request)
+        except EngineError as error:
+            self.engine.engine_failed(error)
+            raise
+        text = normalize_indentation(result.texts[0] if result.texts else "", CursorView.around(before, after))
+        self._on_result(Suggestions((text,), "engine", result, result.round_trip_ms))
+        return text, document.position_at(first, self.encoding), document.position_at(last, self.encoding)
+
+
+def _ms_since(started: float) -> float:
+    return (time.perf_counter() - started) * 1000

@@ -225,7 +225,8 @@ def canvas_attention_triton(
         k_new.stride(0), k_new.stride(1), k_new.stride(2), v_new.stride(0), v_new.stride(1), v_new.stride(2),
         out.stride(0), out.stride(1), out.stride(2),
         HEAD_DIM=head_dim, BLOCK_M=block_m, BLOCK_N=_BLOCK_N, SPLIT=splits > 1, PRECISION=precision,
-        num_warps=4, num_stages=2,
+        # Four warps spill registers at head_dim 128 on sm_90 (ptxas -v); eight do not.
+        num_warps=8 if head_dim >= 128 else 4, num_stages=2,
     )
     if splits > 1:
         n_rows = n_batch * n_heads * n_canvas

@@ -26,37 +26,42 @@ def _confidence_kernel(
     logits_ptr, filler_ptr, p_best_ptr, id_best_ptr, p_nf_ptr, id_nf_ptr,
     vocab, stride_row, n_filler, BLOCK_V: tl.constexpr,
 ):
-    # One program per row, one pass over the vocabulary: a running max and rescaled exp-sum (online softmax)
-    # plus the running best logit with and without filler. Probabilities are never written.
+    # One program per row, one pass over the vocabulary. Each lane keeps its own running max, rescaled exp-sum
+    # and best logit with and without filler, so the loop has no cross-lane reduction; lanes merge at the end.
+    # Probabilities are never written.
     row = tl.program_id(0).to(tl.int64)
     base = logits_ptr + row * stride_row
     offs = tl.arange(0, BLOCK_V)
-    run_max = float("-inf")
-    run_sum = 0.0
-    best = float("-inf")
-    best_id = 0
-    best_nf = float("-inf")
-    best_nf_id = 0
+    lane_max = tl.full([BLOCK_V], float("-inf"), tl.float32)
+    lane_sum = tl.zeros([BLOCK_V], tl.float32)
+    lane_best_id = tl.zeros([BLOCK_V], tl.int32)
+    lane_nf = tl.full([BLOCK_V], float("-inf"), tl.float32)
+    lane_nf_id = tl.zeros([BLOCK_V], tl.int32)
     for start in range(0, vocab, BLOCK_V):
         idx = start + offs
         x = tl.load(base + idx, mask=idx < vocab, other=float("-inf")).to(tl.float32)
-        block_max = tl.max(x, axis=0)
-        new_max = tl.maximum(run_max, block_max)
-        run_sum = run_sum * tl.exp(run_max - new_max) + tl.sum(tl.exp(x - new_max), axis=0)
-        run_max = new_max
-        # Strict ">" keeps the first index on ties across blocks; tl.argmax keeps the first inside one.
-        best_id = tl.where(block_max > best, start + tl.argmax(x, axis=0), best_id)
-        best = tl.maximum(best, block_max)
+        new_max = tl.maximum(lane_max, x)
+        # A lane that has seen only padding keeps max -inf; shift by 0 there instead of by -inf (NaN).
+        shift = tl.where(new_max == float("-inf"), 0.0, new_max)
+        lane_sum = lane_sum * tl.exp(lane_max - shift) + tl.exp(x - shift)
+        # Strict ">" keeps each lane's first index of its maximum.
+        lane_best_id = tl.where(x > lane_max, idx, lane_best_id)
+        lane_max = new_max
         is_filler = idx < 0
         for f in range(0, n_filler):
             is_filler = is_filler | (idx == tl.load(filler_ptr + f))
         x_nf = tl.where(is_filler, float("-inf"), x)
-        block_nf_max = tl.max(x_nf, axis=0)
-        best_nf_id = tl.where(block_nf_max > best_nf, start + tl.argmax(x_nf, axis=0), best_nf_id)
-        best_nf = tl.maximum(best_nf, block_nf_max)
-    tl.store(p_best_ptr + row, tl.exp(best - run_max) / run_sum)
+        lane_nf_id = tl.where(x_nf > lane_nf, idx, lane_nf_id)
+        lane_nf = tl.maximum(lane_nf, x_nf)
+    row_max = tl.max(lane_max, axis=0)
+    row_sum = tl.sum(lane_sum * tl.exp(lane_max - row_max), axis=0)
+    # The first index overall is the smallest of the lanes' first indices that reach the maximum.
+    best_id = tl.min(tl.where(lane_max == row_max, lane_best_id, vocab), axis=0)
+    best_nf = tl.max(lane_nf, axis=0)
+    best_nf_id = tl.min(tl.where(lane_nf == best_nf, lane_nf_id, vocab), axis=0)
+    tl.store(p_best_ptr + row, 1.0 / row_sum)
     tl.store(id_best_ptr + row, best_id.to(tl.int64))
-    tl.store(p_nf_ptr + row, tl.exp(best_nf - run_max) / run_sum)
+    tl.store(p_nf_ptr + row, tl.exp(best_nf - row_max) / row_sum)
     tl.store(id_nf_ptr + row, best_nf_id.to(tl.int64))
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from mercury_lsp.kernels.dispatch import TRITON_AVAILABLE, use_triton
 
 KERNEL_TESTS = Path(__file__).with_name("test_kernels.py")

@@ -97,6 +97,8 @@ def test_confidence(poisoned: None, rows: int, fillers: list[int]) -> None:
     if fillers:
         # Make a filler the overall best in some rows, so best and best-non-filler differ.
         logits[::2, fillers[-1]] = 30.0
+    # Ties across lanes and blocks: the first index wins, as in torch.
+    logits[-1, [700, 6, 900]] = 25.0
     got = confidence.confidence_triton(logits, filler_ids, block_v=128)
     ref = confidence.confidence_reference(logits, filler_ids)
     for g, r in zip(got, ref, strict=True):

@@ -45,14 +45,16 @@ def rms_norm_triton(
     """Triton launch of rms_norm_reference: one program per row of the last dimension."""
     n_cols = x.shape[-1]
     x2 = x.reshape(-1, n_cols)
-    out = torch.empty_like(x2)
+    if x2.stride(-1) != 1:
+        x2 = x2.contiguous()
+    out = torch.empty(x2.shape, dtype=x.dtype, device=x.device)
     if residual is None:
         res2, hidden2 = x2, x2
     else:
         res2 = residual.reshape(-1, n_cols)
-        hidden2 = torch.empty_like(x2)
-    if x2.stride(-1) != 1 or res2.stride(-1) != 1:
-        raise ValueError("rms_norm_triton needs rows that are contiguous in the last dimension")
+        if res2.stride(-1) != 1:
+            res2 = res2.contiguous()
+        hidden2 = torch.empty(x2.shape, dtype=x.dtype, device=x.device)
     block = next_power_of_2(n_cols)
     _rms_norm_kernel[(x2.shape[0],)](
         x2, res2, weight, out, hidden2,

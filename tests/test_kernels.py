@@ -167,6 +167,18 @@ def test_canvas_attention(
     torch.testing.assert_close(got, ref)
 
 
+def test_canvas_attention_without_a_context(poisoned: None) -> None:
+    """The engine's first window has an empty context: [B, Hkv, 0, D] slices."""
+    batch, canvas, n_heads, n_kv_heads, head_dim = 2, 9, 7, 1, 16
+    q = torch.randn(batch, n_heads, canvas, head_dim)
+    k_new, v_new = torch.randn(2, batch, n_kv_heads, canvas, head_dim).unbind(0)
+    ctx_len, new_len = torch.zeros(batch, dtype=torch.long), torch.tensor([9, 4])
+    empty = k_new[:, :, :0]
+    got = attention.canvas_attention_triton(q, empty, empty, ctx_len, k_new, v_new, new_len, 0.3)
+    ref = attention.canvas_attention_reference(q, empty, empty, ctx_len, k_new, v_new, new_len, 0.3)
+    torch.testing.assert_close(got, ref)
+
+
 def test_canvas_attention_with_strided_inputs_and_its_own_output(poisoned: None) -> None:
     """q and the canvas K/V as views of one fused projection, as the model hands them over."""
     batch, canvas, n_heads, n_kv_heads, head_dim, capacity = 2, 5, 4, 2, 32, 70

@@ -1,0 +1,310 @@
+"""End to end: the real `mercury-lsp` process, which auto-starts the real engine on a tiny checkpoint.
+
+Expected texts come from the engine itself: the same context sent straight to /v1/infill and run
+through the same filters must give what the language server answered (the engine is seeded).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from lsprotocol import types
+from pygls.exceptions import JsonRpcException
+from session import Session, session
+
+from mercury_lsp.context import build_context, estimate_tokens
+from mercury_lsp.engine import daemon
+from mercury_lsp.postprocess import CursorView, postprocess
+
+ROOT = "/work/project"
+URI = f"file://{ROOT}/pkg/calc.py"
+SOURCE = '''def add(a, b):
+    return a + b
+
+
+def total(items):
+    result = []
+    for item in items:
+        result.append(item)
+    return sum(result)
+'''
+
+
+@pytest.fixture(scope="module")
+def runtime(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path) -> Iterator[dict[str, Any]]:
+    """A private runtime folder for the auto-started engine, stopped after the module."""
+    folder = tmp_path_factory.mktemp("runtime")
+    previous = os.environ.get("MERCURY_RUNTIME_DIR")
+    os.environ["MERCURY_RUNTIME_DIR"] = str(folder)
+    env = {**os.environ, "MERCURY_RUNTIME_DIR": str(folder)}
+    try:
+        yield {"env": env, "model": str(tiny_checkpoint), "folder": folder}
+    finally:
+        daemon.stop_engine()
+        if previous is None:
+            os.environ.pop("MERCURY_RUNTIME_DIR", None)
+        else:
+            os.environ["MERCURY_RUNTIME_DIR"] = previous
+
+
+def engine_url() -> str:
+    info = daemon.read_port_file()
+    assert info is not None, "no engine port file"
+    return info["url"]
+
+
+def http_json(path: str, body: dict[str, Any] | None = None) -> Any:
+    request = urllib.request.Request(
+        engine_url() + path, data=json.dumps(body).encode() if body is not None else None,
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        raw = response.read()
+    return json.loads(raw) if path != "/metrics" else raw.decode()
+
+
+def metric(name: str, labels: str = "") -> float:
+    wanted = f"{name}{{{labels}}}" if labels else name
+    for line in http_json("/metrics").splitlines():
+        if not line.startswith("#") and line.rsplit(" ", 1)[0] == wanted:
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def infill_requests() -> float:
+    return metric("mercury_requests_total", 'endpoint="/v1/infill",status="200"')
+
+
+def expected(before: str, after: str, path: str = "pkg/calc.py", max_tokens: int = 64,
+             steps: int | None = 8) -> str:
+    """What the server should show: the engine's answer to the same context, through the same filters."""
+    context = build_context(before, after, path=path, language_id="python", prefix_tokens=1024,
+                            suffix_tokens=256, extra="", count=estimate_tokens)
+    view = CursorView.around(before, after)
+    body = {"prefix": context.prefix, "suffix": context.suffix, "max_tokens": max_tokens, "n": 1,
+            "single_line": bool(view.line_suffix.strip())}
+    if steps is not None:
+        body["steps"] = steps
+    return postprocess(http_json("/v1/infill", body)["text"], view)
+
+
+def offset(text: str, line: int, character: int) -> int:
+    lines = text.split("\n")
+    return sum(len(row) + 1 for row in lines[:line]) + character
+
+
+def settings_for(runtime: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"model": runtime["model"], "device": "cpu", "steps": 8, "debounceMs": 30,
+            "debounceMaxMs": 60, **extra}
+
+
+def engine_session(runtime: dict[str, Any], **extra: Any) -> Any:
+    """A language server session whose engine is the module's auto-started one."""
+    return session(settings_for(runtime, **extra), env=runtime["env"])
+
+
+async def open_ready(live: Session, text: str = SOURCE, uri: str = URI) -> None:
+    live.open(uri, text)
+    await live.wait_for_state("ready", timeout=90)
+
+
+async def test_first_request_starts_the_engine_and_answers_nothing_while_it_loads(runtime) -> None:
+    async with engine_session(runtime) as live:
+        live.open(URI, SOURCE)
+        started = time.perf_counter()
+        early = await live.inline(URI, 7, 8)
+        assert list(early.items) == [] and time.perf_counter() - started < 1.0
+        await live.wait_for_state("ready", timeout=90)
+        def progress_kinds() -> list[str]:
+            return [report.kind for reports in live.client.progress_reports.values() for report in reports]
+
+        deadline = time.monotonic() + 5  # $/progress end follows the ready status
+        while progress_kinds()[-1:] != ["end"] and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        assert progress_kinds()[0] == "begin" and progress_kinds()[-1] == "end"
+        answer = await live.inline(URI, 7, 8)
+        assert answer.items, "the tiny model's text was filtered to nothing; pick another cursor"
+
+
+async def test_inline_completion_is_the_engines_infill_at_the_cursor(runtime) -> None:
+    async with engine_session(runtime) as live:
+        await open_ready(live)
+        cursor = offset(SOURCE, 5, 15)  # "    result = []|"
+        want = expected(SOURCE[:cursor], SOURCE[cursor:])
+        answer = await live.inline(URI, 5, 15)
+        assert want and [item.insert_text for item in answer.items] == [want]
+        here = types.Position(line=5, character=15)
+        assert answer.items[0].range == types.Range(start=here, end=here)
+        status = live.statuses[-1]
+        assert status["state"] == "ready" and status["tokens"] and status["steps"] and status["latencyMs"] > 0
+
+
+async def test_completion_returns_the_item_from_the_word_start(runtime) -> None:
+    async with engine_session(runtime) as live:
+        text = SOURCE.replace("    return sum(result)", "    return su")
+        await open_ready(live, text)
+        cursor = offset(text, 8, 13)
+        want = expected(text[:cursor], text[cursor:])
+        result = await live.client.text_document_completion_async(types.CompletionParams(
+            text_document=types.TextDocumentIdentifier(uri=URI),
+            position=types.Position(line=8, character=13),
+        ))
+        assert result.is_incomplete
+        item = result.items[0]
+        assert want and item.text_edit.new_text == "su" + want and item.filter_text == "su" + want
+        assert item.text_edit.range.start == types.Position(line=8, character=11)
+
+
+async def test_did_change_then_a_request_at_the_new_position(runtime) -> None:
+    async with engine_session(runtime) as live:
+        await open_ready(live)
+        live.insert(URI, 2, 7, 8, "total = ")  # "        total = result.append(item)"
+        text = SOURCE.replace("        result.append(item)", "        total = result.append(item)")
+        cursor = offset(text, 7, 16)
+        want = expected(text[:cursor], text[cursor:])
+        answer = await live.inline(URI, 7, 16)
+        assert want and [item.insert_text for item in answer.items] == [want]
+
+
+async def test_fill_code_action_and_command_regenerate_the_selection(runtime) -> None:
+    async with engine_session(runtime) as live:
+        await open_ready(live)
+        selection = types.Range(start=types.Position(line=1, character=11),
+                                end=types.Position(line=1, character=16))  # "a + b"
+        actions = await live.client.text_document_code_action_async(types.CodeActionParams(
+            text_document=types.TextDocumentIdentifier(uri=URI), range=selection,
+            context=types.CodeActionContext(diagnostics=[]),
+        ))
+        assert [action.title for action in actions] == ["Regenerate selection"]
+        resolved = await live.client.code_action_resolve_async(actions[0])
+        edit = resolved.edit.changes[URI][0]
+        assert edit.range == selection
+        start, end = offset(SOURCE, 1, 11), offset(SOURCE, 1, 16)
+        direct = http_json("/v1/infill", {
+            "prefix": build_context(SOURCE[:start], SOURCE[end:], path="pkg/calc.py", language_id="python",
+                                    prefix_tokens=1024, suffix_tokens=256, extra="", count=estimate_tokens).prefix,
+            "suffix": SOURCE[end:], "max_tokens": 64, "n": 1, "single_line": True, "steps": 8,
+        })
+        assert edit.new_text == direct["text"]
+        result = await live.client.workspace_execute_command_async(types.ExecuteCommandParams(
+            command="mercury.fill", arguments=[URI, {"start": {"line": 1, "character": 11},
+                                                     "end": {"line": 1, "character": 16}}],
+        ))
+        assert result is not None
+        assert live.applied_edits and live.applied_edits[-1].changes[URI][0].new_text == direct["text"]
+
+
+async def test_cancelled_request_gets_32800_and_the_engine_stops_it(runtime) -> None:
+    # A long request: a 256-token canvas with one commit per step.
+    async with engine_session(runtime, maxTokens=256, steps=1024, threshold=1.0) as live:
+        await open_ready(live)
+        before = metric("mercury_cancellations_total", 'reason="disconnect"')
+        request_id = "slow-one"
+        pending = live.client.protocol.send_request(
+            types.TEXT_DOCUMENT_INLINE_COMPLETION,
+            types.InlineCompletionParams(
+                text_document=types.TextDocumentIdentifier(uri=URI),
+                position=types.Position(line=5, character=15),
+                context=types.InlineCompletionContext(trigger_kind=types.InlineCompletionTriggerKind.Invoked),
+            ),
+            msg_id=request_id,
+        )
+        deadline = time.monotonic() + 10
+        while metric("mercury_active_requests") < 1:
+            assert time.monotonic() < deadline, "the request never reached the engine"
+            await asyncio.sleep(0.02)
+        live.client.protocol.notify(types.CANCEL_REQUEST, types.CancelParams(id=request_id))
+        with pytest.raises(JsonRpcException) as cancelled:
+            await asyncio.wait_for(asyncio.wrap_future(pending), 10)
+        assert cancelled.value.code == -32800
+        while metric("mercury_cancellations_total", 'reason="disconnect"') < before + 1:
+            assert time.monotonic() < deadline + 10, "the engine did not record the cancellation"
+            await asyncio.sleep(0.05)
+        assert metric("mercury_active_requests") == 0
+
+
+async def test_rapid_typing_makes_one_engine_request(runtime) -> None:
+    async with engine_session(runtime, debounceMs=150, debounceMaxMs=300) as live:
+        await open_ready(live, SOURCE + "\n")
+        before = infill_requests()
+        futures = []
+        typed = "print(total([1, 2, 3]))"[:20]
+        for index, char in enumerate(typed):
+            live.insert(URI, index + 2, 10, index, char)
+            futures.append(live.client.protocol.send_request(
+                types.TEXT_DOCUMENT_INLINE_COMPLETION,
+                types.InlineCompletionParams(
+                    text_document=types.TextDocumentIdentifier(uri=URI),
+                    position=types.Position(line=10, character=index + 1),
+                    context=types.InlineCompletionContext(
+                        trigger_kind=types.InlineCompletionTriggerKind.Automatic),
+                ),
+            ))
+        answers = await asyncio.wait_for(asyncio.gather(*map(asyncio.wrap_future, futures)), 30)
+        assert all(list(answer.items) == [] for answer in answers[:-1])
+        assert infill_requests() == before + 1
+
+
+async def test_type_through_is_served_from_the_cache(runtime) -> None:
+    async with engine_session(runtime) as live:
+        await open_ready(live)
+        first = await live.inline(URI, 5, 15)
+        assert first.items, "the tiny model's text was filtered to nothing; pick another cursor"
+        shown = first.items[0].insert_text
+        assert len(shown) >= 2 and "\n" not in shown[:1]
+        before = infill_requests()
+        live.insert(URI, 2, 5, 15, shown[0])
+        second = await live.inline(URI, 5, 16)
+        assert [item.insert_text for item in second.items] == [shown[1:]]
+        assert infill_requests() == before
+        assert live.statuses[-1]["source"] == "cache"
+
+
+@pytest.mark.parametrize(("encoding", "column"), [("utf-16", 7), ("utf-8", 9)])
+async def test_emoji_and_cjk_split_at_the_right_place(runtime, encoding: str, column: int) -> None:
+    line = 's = "😀漢字" + name'
+    text = f"def greet(name):\n    {line}\n"
+    async with session(settings_for(runtime), encodings=[encoding], env=runtime["env"]) as live:
+        assert live.init.capabilities.position_encoding == encoding
+        await open_ready(live, text)
+        # The cursor sits after the emoji: UTF-16 column 4 + 7 (the emoji is 2 units), UTF-8 4 + 9 bytes.
+        cursor = len("def greet(name):\n    ") + line.index("漢")
+        want = expected(text[:cursor], text[cursor:])
+        answer = await live.inline(URI, 1, 4 + column)
+        assert want and [item.insert_text for item in answer.items] == [want]
+        # A fill of 漢字 comes back with the same range in the client's units.
+        width = 2 if encoding == "utf-16" else 6
+        selection = types.Range(start=types.Position(line=1, character=4 + column),
+                                end=types.Position(line=1, character=4 + column + width))
+        edit = await live.client.workspace_execute_command_async(types.ExecuteCommandParams(
+            command="mercury.fill", arguments=[URI, {
+                "start": {"line": 1, "character": 4 + column},
+                "end": {"line": 1, "character": 4 + column + width}}],
+        ))
+        assert edit["changes"][URI][0]["range"] == {
+            "start": {"line": 1, "character": selection.start.character},
+            "end": {"line": 1, "character": selection.end.character},
+        }
+
+
+async def test_a_dead_engine_is_restarted(runtime) -> None:
+    async with engine_session(runtime) as live:
+        await open_ready(live)
+        assert (await live.inline(URI, 5, 15)).items
+        old = daemon.read_port_file()
+        os.kill(old["pid"], signal.SIGKILL)
+        live.statuses.clear()
+        lost = await live.inline(URI, 4, 17)  # the connection fails: nothing, and a restart begins
+        assert list(lost.items) == []
+        await live.wait_for_state("ready", timeout=90)
+        assert daemon.read_port_file()["pid"] != old["pid"]
+        assert (await live.inline(URI, 5, 15)).items

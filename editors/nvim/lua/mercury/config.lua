@@ -1,0 +1,108 @@
+--- Options of require("mercury").setup(): defaults, validation, and the settings sent to the server.
+local M = {}
+
+--- The keys of the server's `mercury` settings object (notes/LSP_CONTRACT.md).
+M.setting_keys = {
+  "enabled", "enabledLanguages", "engineUrl", "backend", "apiKey", "remoteModel", "autoStart", "model",
+  "device", "prefixTokens", "suffixTokens", "extraContextTokens", "maxTokens", "steps", "threshold",
+  "debounceMs", "debounceMaxMs", "candidates",
+}
+
+M.defaults = {
+  -- How to start the language server.
+  cmd = { "mercury-lsp" },
+  -- Filetypes to attach to; nil attaches to every file buffer.
+  filetypes = nil,
+  -- Files that mark a project root; one server serves each root.
+  root_markers = { ".git", "pyproject.toml", "package.json", "Cargo.toml", "go.mod" },
+  -- Passed to the server as initializationOptions.mercury (camelCase keys, all optional).
+  settings = {},
+  -- Neovim 0.12+: show completions as ghost text with vim.lsp.inline_completion.
+  inline_completion = true,
+  -- Neovim 0.11 without inline completion: use the built-in vim.lsp.completion popup.
+  -- Set false when nvim-cmp or blink.cmp shows LSP completions for you.
+  builtin_completion = true,
+  -- Insert-mode keys; false disables one.
+  keymaps = {
+    accept = "<Tab>", -- inline: accept the suggestion, else a normal <Tab>
+    next = "<M-]>", -- inline: next suggestion
+    prev = "<M-[>", -- inline: previous suggestion
+    dismiss = "<C-]>", -- inline: hide the suggestion
+    trigger = "<C-Space>", -- ask now (inline on 0.12, the popup menu before)
+  },
+}
+
+local function is_string_list(value)
+  if type(value) ~= "table" then
+    return false
+  end
+  for _, item in ipairs(value) do
+    if type(item) ~= "string" then
+      return false
+    end
+  end
+  return #value == vim.tbl_count(value)
+end
+
+local function problem_in(opts)
+  if opts.cmd ~= nil and not (is_string_list(opts.cmd) and #opts.cmd > 0) then
+    return "option 'cmd' must be a non-empty list of strings, like { \"mercury-lsp\" }"
+  end
+  if opts.filetypes ~= nil and not is_string_list(opts.filetypes) then
+    return "option 'filetypes' must be a list of filetype names or nil"
+  end
+  if opts.root_markers ~= nil and not is_string_list(opts.root_markers) then
+    return "option 'root_markers' must be a list of file names"
+  end
+  if opts.settings ~= nil and type(opts.settings) ~= "table" then
+    return "option 'settings' must be a table of mercury settings"
+  end
+  for key in pairs(opts.settings or {}) do
+    if not vim.tbl_contains(M.setting_keys, key) then
+      return ("unknown setting '%s'; the settings are: %s"):format(tostring(key), table.concat(M.setting_keys, ", "))
+    end
+  end
+  if opts.keymaps ~= nil and type(opts.keymaps) ~= "table" then
+    return "option 'keymaps' must be a table"
+  end
+  for name, lhs in pairs(opts.keymaps or {}) do
+    if M.defaults.keymaps[name] == nil then
+      return ("unknown keymap '%s'; the keymaps are: accept, next, prev, dismiss, trigger"):format(tostring(name))
+    end
+    if lhs ~= false and type(lhs) ~= "string" then
+      return ("keymap '%s' must be a key string or false"):format(name)
+    end
+  end
+  return nil
+end
+
+--- Merge user options over the defaults; returns nil and one sentence when they are wrong.
+---@param opts table|nil
+---@return table|nil, string|nil
+function M.resolve(opts)
+  opts = opts or {}
+  if type(opts) ~= "table" then
+    return nil, "setup() takes a table of options"
+  end
+  local problem = problem_in(opts)
+  if problem then
+    return nil, problem
+  end
+  local resolved = vim.tbl_deep_extend("force", vim.deepcopy(M.defaults), opts)
+  -- Lists replace, they do not merge index by index.
+  resolved.cmd = opts.cmd or M.defaults.cmd
+  resolved.root_markers = opts.root_markers or M.defaults.root_markers
+  return resolved, nil
+end
+
+--- The `mercury` object for the server; an empty table must travel as {} not [].
+---@param settings table
+---@return table
+function M.server_settings(settings)
+  if next(settings) == nil then
+    return vim.empty_dict()
+  end
+  return vim.deepcopy(settings)
+end
+
+return M

@@ -1,0 +1,70 @@
+--- :checkhealth mercury
+local M = {}
+
+local function check_version()
+  local v = vim.version()
+  local version = ("%d.%d.%d"):format(v.major, v.minor, v.patch)
+  if vim.fn.has("nvim-0.10") == 0 then
+    vim.health.error(("Neovim %s is too old; mercury needs 0.10 or newer"):format(version))
+  elseif require("mercury.inline").available() then
+    vim.health.ok(("Neovim %s: inline (ghost-text) completions with vim.lsp.inline_completion"):format(version))
+  else
+    vim.health.ok(("Neovim %s: completions through textDocument/completion (inline completions need 0.12)"):format(version))
+  end
+end
+
+local function check_server(opts)
+  local executable = opts.cmd[1]
+  if vim.fn.executable(executable) == 1 then
+    vim.health.ok(("Server: %s"):format(vim.fn.exepath(executable)))
+  else
+    vim.health.error(
+      ("Server: %s is not executable"):format(executable),
+      { "Install it with `pip install mercury-lsp`", "Or point `cmd` in setup() at the mercury-lsp executable" }
+    )
+  end
+end
+
+local function redacted(settings)
+  local shown = vim.deepcopy(settings)
+  if shown.apiKey ~= nil then
+    shown.apiKey = "<set>"
+  end
+  return vim.inspect(shown, { newline = " ", indent = "" })
+end
+
+local function check_clients()
+  local mercury = require("mercury")
+  local clients = mercury.clients()
+  if #clients == 0 then
+    vim.health.info("No mercury-lsp client is running (it starts when you open a file)")
+    return
+  end
+  for _, client in ipairs(clients) do
+    local buffers = vim.tbl_count(client.attached_buffers)
+    vim.health.ok(("Client %d: root %s, %d buffer(s)"):format(client.id, client.root_dir or "(none)", buffers))
+  end
+  local last = require("mercury.status").last
+  if last == nil then
+    vim.health.info("No mercury/status report yet")
+  elseif last.state == "error" then
+    vim.health.error("Engine: " .. (last.message or "error"))
+  else
+    vim.health.ok(("Engine: %s %s"):format(last.state, require("mercury.status").statusline()))
+  end
+end
+
+function M.check()
+  vim.health.start("mercury")
+  check_version()
+  local opts = require("mercury").options
+  if opts == nil then
+    vim.health.error("setup() was not called", { 'Add require("mercury").setup({}) to your init.lua' })
+    return
+  end
+  check_server(opts)
+  vim.health.info("Settings: " .. redacted(opts.settings))
+  check_clients()
+end
+
+return M

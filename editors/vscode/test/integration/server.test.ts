@@ -1,0 +1,211 @@
+/**
+ * The wire protocol against the real `mercury-lsp` over stdio, with the settings the extension builds:
+ * an inline completion round trip and a cancelled request answered with -32800.
+ */
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { homedir, tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  CancellationTokenSource,
+  createProtocolConnection,
+  DidChangeConfigurationNotification,
+  DidOpenTextDocumentNotification,
+  ExitNotification,
+  InitializeRequest,
+  InitializedNotification,
+  type InitializeResult,
+  InlineCompletionRequest,
+  InlineCompletionTriggerKind,
+  type InlineCompletionItem,
+  type InlineCompletionList,
+  LSPErrorCodes,
+  type ProtocolConnection,
+  ResponseError,
+  ShutdownRequest,
+  StreamMessageReader,
+  StreamMessageWriter,
+} from 'vscode-languageserver-protocol/node';
+import { findServerCommand, isExecutableFile } from '../../src/serverCommand';
+import { type MercurySettings, serverSettings } from '../../src/settings';
+import type { MercuryStatus } from '../../src/status';
+
+const repoRoot = path.resolve(__dirname, '..', '..', '..', '..');
+const workDir = mkdtempSync(path.join(tmpdir(), 'mercury-vscode-it-'));
+const runtimeDir = path.join(workDir, 'runtime');
+
+/** The same search the extension does, with the repository's own virtual environment as the workspace. */
+function serverExecutable(): string {
+  const found = findServerCommand({
+    serverPath: process.env.MERCURY_LSP ?? '',
+    pythonPath: '',
+    args: [],
+    workspaceFolders: [repoRoot],
+    searchPath: process.env.PATH ?? '',
+    home: homedir(),
+    platform: process.platform,
+  });
+  if ('problem' in found) {
+    throw new Error(found.problem);
+  }
+  return found.command;
+}
+
+/** A tiny random checkpoint in the real format, unless MERCURY_TEST_MODEL names one. */
+function testModel(): string {
+  if (process.env.MERCURY_TEST_MODEL) {
+    return process.env.MERCURY_TEST_MODEL;
+  }
+  const venvPython = path.join(repoRoot, '.venv', 'bin', 'python');
+  const python = isExecutableFile(venvPython) ? venvPython : 'python3';
+  const folder = path.join(workDir, 'model');
+  execFileSync(python, [path.join(repoRoot, 'tests', 'editors', 'tiny_model.py'), folder], { stdio: 'inherit' });
+  return folder;
+}
+
+function reader(values: Record<string, unknown>) {
+  return { get: <T>(key: string) => values[key] as T | undefined };
+}
+
+const PYTHON_SOURCE = 'def add(a, b):\n    """Return the sum of a and b."""\n    return \n\nprint(add(1, 2))\n';
+const PYTHON_URI = `file://${path.join(workDir, 'add.py')}`;
+
+let server: ChildProcess;
+let connection: ProtocolConnection;
+let initializeResult: InitializeResult;
+let settings: MercurySettings;
+const statuses: MercuryStatus[] = [];
+const serverLog: string[] = [];
+
+function inlineItems(result: InlineCompletionList | InlineCompletionItem[] | null): InlineCompletionItem[] {
+  if (result === null) {
+    return [];
+  }
+  return Array.isArray(result) ? result : result.items;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+beforeAll(async () => {
+  const executable = serverExecutable();
+  const model = testModel();
+  // Built by the extension's own code from what a user would put in settings.json.
+  settings = serverSettings(reader({ model, device: 'cpu', maxTokens: 16, debounceMs: 0, debounceMaxMs: 0 }), undefined);
+  server = spawn(executable, [], {
+    env: { ...process.env, MERCURY_RUNTIME_DIR: runtimeDir },
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  server.stderr?.on('data', (chunk: Buffer) => serverLog.push(chunk.toString()));
+  connection = createProtocolConnection(
+    new StreamMessageReader(server.stdout!),
+    new StreamMessageWriter(server.stdin!),
+  );
+  connection.onNotification('mercury/status', (status: MercuryStatus) => {
+    statuses.push(status);
+  });
+  connection.onNotification('window/showMessage', (message: { message: string }) => {
+    serverLog.push(message.message);
+  });
+  connection.onNotification('window/logMessage', () => undefined);
+  connection.onNotification('$/progress', () => undefined);
+  connection.onRequest('window/workDoneProgress/create', () => null);
+  connection.onRequest('client/registerCapability', () => null);
+  connection.onRequest('workspace/configuration', (params: { items: { section?: string }[] }) =>
+    params.items.map((item) => (item.section === 'mercury' ? settings : null)),
+  );
+  connection.listen();
+  initializeResult = await connection.sendRequest(InitializeRequest.type, {
+    processId: process.pid,
+    rootUri: `file://${workDir}`,
+    capabilities: {
+      general: { positionEncodings: ['utf-16'] },
+      window: { workDoneProgress: true },
+      workspace: { configuration: true, didChangeConfiguration: { dynamicRegistration: false } },
+      textDocument: {
+        synchronization: { dynamicRegistration: false },
+        inlineCompletion: { dynamicRegistration: false },
+      },
+    },
+    initializationOptions: { mercury: settings },
+    workspaceFolders: null,
+  });
+  await connection.sendNotification(InitializedNotification.type, {});
+  await connection.sendNotification(DidOpenTextDocumentNotification.type, {
+    textDocument: { uri: PYTHON_URI, languageId: 'python', version: 1, text: PYTHON_SOURCE },
+  });
+});
+
+afterAll(async () => {
+  if (connection !== undefined && server.exitCode === null) {
+    await connection.sendRequest(ShutdownRequest.type);
+    await connection.sendNotification(ExitNotification.type);
+    connection.dispose();
+  }
+  // The engine the server auto-started lives in our runtime folder; stop it the way a user would.
+  const engine = path.join(path.dirname(serverExecutable()), 'mercury-engine');
+  execFileSync(engine, ['stop'], { env: { ...process.env, MERCURY_RUNTIME_DIR: runtimeDir }, stdio: 'inherit' });
+});
+
+describe('mercury-lsp over stdio', () => {
+  it('advertises inline completions', () => {
+    expect(initializeResult.capabilities.inlineCompletionProvider).toBeTruthy();
+  });
+
+  it('answers an inline completion with the infill at the cursor and reports its timing', async () => {
+    const cursor = { line: 2, character: 11 };
+    // While the engine loads its model the server answers at once with nothing; ask until it has loaded.
+    let items: InlineCompletionItem[] = [];
+    const deadline = Date.now() + 120_000;
+    while (items.length === 0 && Date.now() < deadline) {
+      const result = await connection.sendRequest(InlineCompletionRequest.type, {
+        textDocument: { uri: PYTHON_URI },
+        position: cursor,
+        context: { triggerKind: InlineCompletionTriggerKind.Invoked, selectedCompletionInfo: undefined },
+      });
+      items = inlineItems(result);
+      if (items.length === 0) {
+        await sleep(500);
+      }
+    }
+    expect(items.length, `no completion in 120 s; server said: ${serverLog.join('')}`).toBeGreaterThan(0);
+    const [item] = items;
+    expect(typeof item.insertText).toBe('string');
+    expect((item.insertText as string).trim()).not.toBe('');
+    if (item.range !== undefined) {
+      expect(item.range.start).toEqual(cursor);
+    }
+    const ready = statuses.filter((status) => status.state === 'ready' && status.latencyMs !== null);
+    expect(ready.length).toBeGreaterThan(0);
+    expect(ready.at(-1)?.latencyMs).toBeGreaterThan(0);
+  });
+
+  it('answers a cancelled request with RequestCancelled (-32800)', async () => {
+    // A long debounce holds the automatic request in the server, so the cancel always arrives first.
+    settings = { ...settings, debounceMs: 5_000, debounceMaxMs: 5_000 };
+    await connection.sendNotification(DidChangeConfigurationNotification.type, { settings: { mercury: settings } });
+    const source = new CancellationTokenSource();
+    const started = Date.now();
+    const pending = connection.sendRequest(
+      InlineCompletionRequest.type,
+      {
+        textDocument: { uri: PYTHON_URI },
+        position: { line: 4, character: 10 },
+        context: { triggerKind: InlineCompletionTriggerKind.Automatic, selectedCompletionInfo: undefined },
+      },
+      source.token,
+    );
+    await sleep(200);
+    source.cancel();
+    const error = await pending.then(
+      () => undefined,
+      (reason: unknown) => reason,
+    );
+    expect(error).toBeInstanceOf(ResponseError);
+    expect((error as ResponseError<unknown>).code).toBe(LSPErrorCodes.RequestCancelled);
+    expect((error as ResponseError<unknown>).code).toBe(-32800);
+    expect(Date.now() - started).toBeLessThan(5_000);
+  });
+});

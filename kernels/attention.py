@@ -74,7 +74,7 @@ def _attend_block(
 def _canvas_attention_kernel(
     q_ptr, k_ctx_ptr, v_ctx_ptr, ctx_len_ptr, k_new_ptr, v_new_ptr, new_len_ptr, out_ptr,
     part_ptr, lse_ptr,
-    n_batch, n_kv_heads, group, n_canvas, ctx_chunk, qk_scale,
+    n_batch, n_kv_heads, group, n_canvas, qk_scale,
     sq_b, sq_h, sq_c, skc_b, skc_h, skc_t, svc_b, svc_h, svc_t,
     skn_b, skn_h, skn_c, svn_b, svn_h, svn_c, so_b, so_h, so_c,
     HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
@@ -82,6 +82,8 @@ def _canvas_attention_kernel(
 ):
     # Program = (query block, batch x kv head, context split). The query block's rows are (query head of the
     # group, canvas position) pairs flattened, so K/V of a kv head are loaded once for its whole group.
+    # Split s takes context key blocks s, s + S, s + 2S, ...: balanced for any valid length, which only the
+    # device knows.
     pid_m = tl.program_id(0)
     b = (tl.program_id(1) // n_kv_heads).to(tl.int64)
     kv_head = (tl.program_id(1) % n_kv_heads).to(tl.int64)
@@ -101,13 +103,11 @@ def _canvas_attention_kernel(
     acc = tl.zeros([BLOCK_M, HEAD_DIM], tl.float32)
 
     ctx_len = tl.load(ctx_len_ptr + b).to(tl.int32)
-    ctx_start = split * ctx_chunk
-    ctx_end = tl.minimum(ctx_start + ctx_chunk, ctx_len)
     k_base = k_ctx_ptr + b * skc_b + kv_head * skc_h
     v_base = v_ctx_ptr + b * svc_b + kv_head * svc_h
-    for start in range(ctx_start, ctx_end, BLOCK_N):
+    for start in range(split * BLOCK_N, ctx_len, tl.num_programs(2) * BLOCK_N):
         acc, m_i, l_i = _attend_block(
-            q, acc, m_i, l_i, k_base, v_base, skc_t, start, ctx_end, qk_scale, dims, BLOCK_N, PRECISION
+            q, acc, m_i, l_i, k_base, v_base, skc_t, start, ctx_len, qk_scale, dims, BLOCK_N, PRECISION
         )
     if split == tl.num_programs(2) - 1:
         new_len = tl.load(new_len_ptr + b).to(tl.int32)
@@ -209,8 +209,6 @@ def canvas_attention_triton(
     m_blocks = -(-rows // block_m)
     programs = m_blocks * n_batch * n_kv_heads
     splits = num_splits or _pick_splits(programs, ctx_capacity, q.device)
-    # Each split covers a whole number of key blocks so that only the context's true end is ragged.
-    ctx_chunk = -(-max(ctx_capacity, 1) // (splits * _BLOCK_N)) * _BLOCK_N
     if splits > 1:
         part = torch.empty((splits, n_batch, n_heads, n_canvas, head_dim), dtype=torch.float32, device=q.device)
         lse = torch.empty((splits, n_batch, n_heads, n_canvas), dtype=torch.float32, device=q.device)
@@ -219,7 +217,7 @@ def canvas_attention_triton(
     precision = "ieee" if q.dtype == torch.float32 else "tf32"
     _canvas_attention_kernel[(m_blocks, n_batch * n_kv_heads, splits)](
         q, k_ctx, v_ctx, ctx_len, k_new, v_new, new_len, out, part, lse,
-        n_batch, n_kv_heads, group, n_canvas, ctx_chunk, scale * _LOG2_E,
+        n_batch, n_kv_heads, group, n_canvas, scale * _LOG2_E,
         q.stride(0), q.stride(1), q.stride(2),
         k_ctx.stride(0), k_ctx.stride(1), k_ctx.stride(2), v_ctx.stride(0), v_ctx.stride(1), v_ctx.stride(2),
         k_new.stride(0), k_new.stride(1), k_new.stride(2), v_new.stride(0), v_new.stride(1), v_new.stride(2),

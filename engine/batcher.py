@@ -1,0 +1,277 @@
+"""Step-level batching on one dedicated model thread: requests join at the next step and leave when done or called off.
+
+The thread loads the model, then loops: start newcomers (`InfillEngine.start`), run one batched step over every
+active job (`InfillEngine.step`), hand finished results back to the event loop. Nothing here runs on the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mercury_lsp.engine.metrics import EngineMetrics
+
+log = logging.getLogger(__name__)
+
+
+class QueueFull(Exception):
+    """The waiting queue is at its bound; the client should retry later."""
+
+
+class NotReady(Exception):
+    """The model is still loading, or failed to load; the message says which."""
+
+
+class Cancelled(Exception):
+    """The request was called off (cancel message, disconnect or deadline) before it finished."""
+
+
+class EngineFailure(Exception):
+    """The engine failed on a request for a reason that is not the request's fault."""
+
+
+@dataclass
+class Outcome:
+    """A finished request: the engine's result and every candidate's own text and token count."""
+
+    result: Any  # InfillResult
+    choices: list[tuple[str, int]]
+
+
+@dataclass
+class Ticket:
+    """One HTTP request's place in the batcher."""
+
+    fields: dict[str, Any]  # InfillRequest keyword arguments
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future
+    client_id: str | None = None
+    received: float = field(default_factory=time.perf_counter)
+    jobs: list = field(default_factory=list)
+    cancelled: str | None = None  # the reason, once called off
+
+
+def _settle(future: asyncio.Future, value: Any, error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(value)
+
+
+class Batcher:
+    """Owns the model and the only thread that touches it."""
+
+    def __init__(self, model_path: Path, device: str, metrics: EngineMetrics, max_batch: int = 16,
+                 max_queue: int = 64, threads: int = 0) -> None:
+        self.model_path = model_path
+        self.device = device
+        self.metrics = metrics
+        self.max_batch = max_batch
+        self.max_queue = max_queue
+        self.threads = threads
+        self.state = "loading"
+        self.message: str | None = None
+        self.model_name = model_path.name
+        self.device_name = device
+        self.last_activity = time.monotonic()
+        self._engine: Any = None
+        self._waiting: deque[Ticket] = deque()
+        self._active: list[Ticket] = []
+        self._by_client_id: dict[str, Ticket] = {}
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="mercury-model", daemon=True)
+
+    # -- event-loop side ---------------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._waiting or self._active)
+
+    def submit(self, fields: dict[str, Any], client_id: str | None = None) -> Ticket:
+        """Queue a request; its future resolves to an Outcome. Raises NotReady or QueueFull."""
+        if self.state != "ok":
+            raise NotReady(self.message or "The model is still loading.")
+        loop = asyncio.get_running_loop()
+        ticket = Ticket(fields, loop, loop.create_future(), client_id)
+        with self._cond:
+            if len(self._waiting) >= self.max_queue:
+                raise QueueFull(f"The engine queue is full ({self.max_queue} requests waiting).")
+            if client_id is not None:
+                self._by_client_id[client_id] = ticket
+            self._waiting.append(ticket)
+            self.last_activity = time.monotonic()
+            self.metrics.set_load(len(self._waiting), len(self._active))
+            self._cond.notify()
+        return ticket
+
+    def cancel(self, ticket: Ticket, reason: str) -> bool:
+        """Call a request off; its jobs leave before the next step. False when it had already finished."""
+        with self._cond:
+            if ticket.cancelled or ticket.future.done():
+                return False
+            ticket.cancelled = reason
+            self._forget(ticket)
+            # Out of the queue or batch now (the model thread steps a copy), so the next step runs without it.
+            if ticket in self._waiting:
+                self._waiting.remove(ticket)
+            if ticket in self._active:
+                self._active.remove(ticket)
+            self.metrics.set_load(len(self._waiting), len(self._active))
+            self._cond.notify()
+        self.metrics.count_cancellation(reason)
+        ticket.loop.call_soon_threadsafe(_settle, ticket.future, None, Cancelled(f"The request was cancelled ({reason})."))
+        return True
+
+    def cancel_client_id(self, client_id: str) -> bool:
+        """Cancel the request that carried this `id`; False when none is in flight."""
+        with self._cond:
+            ticket = self._by_client_id.get(client_id)
+        return ticket is not None and self.cancel(ticket, "cancel")
+
+    # -- model thread ------------------------------------------------------------------------------------------
+    def _forget(self, ticket: Ticket) -> None:
+        if ticket.client_id is not None and self._by_client_id.get(ticket.client_id) is ticket:
+            del self._by_client_id[ticket.client_id]
+
+    def _load(self) -> bool:
+        try:
+            import torch
+
+            from mercury_lsp.engine.checkpoint import CheckpointError, load_checkpoint
+            from mercury_lsp.engine.infill import InfillEngine
+
+            if self.threads:
+                torch.set_num_threads(self.threads)
+            started = time.perf_counter()
+            loaded = load_checkpoint(self.model_path, device=self.device)
+            self._engine = InfillEngine(loaded)
+        except CheckpointError as error:
+            self._fail_load(str(error))
+            return False
+        except Exception as error:  # the process stays up to report it, whatever went wrong
+            log.exception("model load failed")
+            self._fail_load(f"The model could not be loaded ({type(error).__name__}: {error}).")
+            return False
+        self.model_name, self.device_name = loaded.name, str(loaded.device)
+        self.state = "ok"
+        self.metrics.set_model("ok", self.model_name, self.device_name)
+        log.info("model %s loaded on %s in %.1f s", loaded.name, loaded.device, time.perf_counter() - started)
+        return True
+
+    def _fail_load(self, message: str) -> None:
+        self.message = message
+        self.state = "error"
+        self.metrics.set_model("error", self.model_name, self.device_name)
+        log.error("%s", message)
+
+    def _run(self) -> None:
+        self.metrics.set_model("loading", self.model_name, self.device_name)
+        if not self._load():
+            return
+        while True:
+            with self._cond:
+                while not self._stopping and not self._waiting and not self._active:
+                    self._cond.wait()
+                if self._stopping:
+                    break
+                newcomers = self._admit()
+            for ticket in newcomers:
+                self._begin(ticket)
+            self._step()
+            with self._cond:
+                self.metrics.set_load(len(self._waiting), len(self._active))
+        for ticket in [*self._waiting, *self._active]:
+            self._reply(ticket, error=NotReady("The engine is shutting down."))
+
+    def _admit(self) -> list[Ticket]:
+        """Waiting requests that fit in the batch, first come first served (caller holds the lock)."""
+        self._active = [t for t in self._active if not t.cancelled]
+        rows = sum(len(t.jobs) for t in self._active)
+        admitted = []
+        while self._waiting:
+            ticket = self._waiting[0]
+            if ticket.cancelled:
+                self._waiting.popleft()
+                continue
+            wanted = ticket.fields.get("n", 1)
+            if rows and rows + wanted > self.max_batch:
+                break
+            self._waiting.popleft()
+            admitted.append(ticket)
+            rows += wanted
+        return admitted
+
+    def _begin(self, ticket: Ticket) -> None:
+        from mercury_lsp.engine.infill import InfillError, InfillRequest
+
+        try:
+            ticket.jobs = self._engine.start(InfillRequest(**ticket.fields))
+        except InfillError as error:
+            self._reply(ticket, error=error)
+            return
+        except Exception as error:
+            log.exception("engine failed to start a request")
+            self._reply(ticket, error=EngineFailure(f"The engine failed on this request ({type(error).__name__})."))
+            return
+        with self._cond:
+            if ticket.cancelled:
+                return
+            self._active.append(ticket)
+
+    def _step(self) -> None:
+        with self._cond:
+            self._active = [t for t in self._active if not t.cancelled]
+            active = list(self._active)
+        jobs = [job for ticket in active for job in ticket.jobs if not job.done]
+        if jobs:
+            started = time.perf_counter()
+            try:
+                self._engine.step(jobs)
+            except Exception as error:
+                log.exception("batched step failed")
+                failure = EngineFailure(f"The engine failed during a step ({type(error).__name__}).")
+                for ticket in active:
+                    self._reply(ticket, error=failure)
+                return
+            self.metrics.record_step(len(jobs), time.perf_counter() - started)
+        for ticket in active:
+            if not ticket.cancelled and all(job.done for job in ticket.jobs):
+                self._finish(ticket)
+
+    def _finish(self, ticket: Ticket) -> None:
+        from mercury_lsp.engine.sampler import canvas_text
+
+        result = self._engine.result(ticket.jobs, ticket.received)
+        choices = [canvas_text(self._engine.vocab, job.canvas) for job in ticket.jobs]
+        self.metrics.record_finished(sum(tokens for _, tokens in choices), time.perf_counter() - ticket.received)
+        self._reply(ticket, value=Outcome(result, choices))
+
+    def _reply(self, ticket: Ticket, value: Any = None, error: BaseException | None = None) -> None:
+        with self._cond:
+            if ticket in self._active:
+                self._active.remove(ticket)
+            self._forget(ticket)
+            self.last_activity = time.monotonic()
+            self.metrics.set_load(len(self._waiting), len(self._active))
+        try:
+            ticket.loop.call_soon_threadsafe(_settle, ticket.future, value, error)
+        except RuntimeError:  # the event loop closed while this request was in flight
+            pass

@@ -1,0 +1,397 @@
+"""The engine's HTTP API (aiohttp): /health, /v1/infill, OpenAI-style /v1/completions, /v1/cancel, /metrics.
+
+Handlers only translate between JSON and the batcher; the model runs on the batcher's own thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import ipaddress
+import json
+import logging
+import signal
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from mercury_lsp.engine import daemon
+from mercury_lsp.engine.batcher import (
+    Batcher,
+    Cancelled,
+    EngineFailure,
+    NotReady,
+    Outcome,
+    QueueFull,
+)
+from mercury_lsp.engine.metrics import EngineMetrics
+
+log = logging.getLogger(__name__)
+
+ACCESS_LOG_FORMAT = '%a "%r" %s %b %Tf'  # no headers: the bearer key must never reach a log
+
+
+@dataclass
+class ServeConfig:
+    host: str = "127.0.0.1"
+    port: int = 8765
+    model_path: Path = Path(".")
+    device: str = "auto"
+    api_key: str | None = None
+    max_batch: int = 16
+    max_queue: int = 64
+    threads: int = 0  # CPU threads for torch (0 = torch's default)
+    body_limit: int = 1024 * 1024
+    request_timeout_s: float = 60.0
+    idle_exit_minutes: float = 0.0  # 0 = never
+    port_file: Path | None = None
+
+
+BATCHER_KEY = web.AppKey("batcher", Batcher)
+METRICS_KEY = web.AppKey("metrics", EngineMetrics)
+CONFIG_KEY = web.AppKey("config", ServeConfig)
+
+
+class ApiError(Exception):
+    """An HTTP error answered as JSON {"error": {"message", "type"}}."""
+
+    def __init__(self, status: int, message: str, kind: str, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.kind, self.retry_after = status, message, kind, retry_after
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def error_response(status: int, message: str, kind: str, retry_after: int | None = None) -> web.Response:
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+    return web.json_response({"error": {"message": message, "type": kind}}, status=status, headers=headers)
+
+
+# -- request fields ---------------------------------------------------------------------------------------------
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+FIELD_TYPES = {  # field -> (check, what the value must be)
+    "prefix": (lambda v: isinstance(v, str), "a string"),
+    "suffix": (lambda v: isinstance(v, str), "a string"),
+    "max_tokens": (_is_int, "an integer"),
+    "steps": (lambda v: v is None or _is_int(v), "an integer or null"),
+    "threshold": (_is_number, "a number"),
+    "temperature": (_is_number, "a number"),
+    "n": (_is_int, "an integer"),
+    "seed": (_is_int, "an integer"),
+    "single_line": (lambda v: isinstance(v, bool), "true or false"),
+    "length_mode": (lambda v: isinstance(v, str), "a string"),
+    "refine": (lambda v: isinstance(v, bool), "true or false"),
+}
+
+
+def _check_types(body: dict[str, Any], names: list[str]) -> dict[str, Any]:
+    fields = {}
+    for name in names:
+        if name in body:
+            check, expected = FIELD_TYPES[name]
+            if not check(body[name]):
+                raise ApiError(400, f"Field '{name}' must be {expected}.", "invalid_request_error")
+            fields[name] = body[name]
+    return fields
+
+
+def _client_id(body: dict[str, Any]) -> str | None:
+    value = body.get("id")
+    if value is None:
+        return None
+    if not isinstance(value, (str, int)) or isinstance(value, bool):
+        raise ApiError(400, "Field 'id' must be a string or an integer.", "invalid_request_error")
+    return str(value)
+
+
+def _timeout_s(body: dict[str, Any], default: float) -> float:
+    value = body.get("timeout_ms")
+    if value is None:
+        return default
+    if not _is_number(value) or value <= 0:
+        raise ApiError(400, "Field 'timeout_ms' must be a positive number.", "invalid_request_error")
+    return value / 1000
+
+
+INFILL_FIELDS = list(FIELD_TYPES)
+INFILL_EXTRA = {"id", "timeout_ms"}
+
+
+def parse_infill(body: dict[str, Any]) -> dict[str, Any]:
+    """InfillRequest keyword arguments from a /v1/infill body (types checked here, ranges by the engine)."""
+    unknown = sorted(set(body) - set(INFILL_FIELDS) - INFILL_EXTRA)
+    if unknown:
+        raise ApiError(400, f"Unknown field '{unknown[0]}'.", "invalid_request_error")
+    if "prefix" not in body:
+        raise ApiError(400, "Field 'prefix' is required.", "invalid_request_error")
+    return _check_types(body, INFILL_FIELDS)
+
+
+def parse_completion(body: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """InfillRequest keyword arguments and stop strings from an OpenAI completions body (unknown fields ignored)."""
+    prompt = body.get("prompt")
+    if isinstance(prompt, list) and len(prompt) == 1:
+        prompt = prompt[0]
+    if not isinstance(prompt, str):
+        raise ApiError(400, "Field 'prompt' must be a string (or a list of one string).", "invalid_request_error")
+    if body.get("stream"):
+        raise ApiError(400, "Streaming is not supported; send stream: false.", "invalid_request_error")
+    if body.get("echo"):
+        raise ApiError(400, "echo is not supported; send echo: false.", "invalid_request_error")
+    stop = body.get("stop")
+    if stop is None:
+        stop = []
+    elif isinstance(stop, str):
+        stop = [stop]
+    if not isinstance(stop, list) or not all(isinstance(s, str) and s for s in stop) or len(stop) > 4:
+        raise ApiError(400, "Field 'stop' must be a non-empty string or a list of up to 4 of them.",
+                       "invalid_request_error")
+    if "model" in body and not isinstance(body["model"], str):
+        raise ApiError(400, "Field 'model' must be a string.", "invalid_request_error")
+    fields = {"prefix": prompt}
+    fields |= _check_types(body, ["suffix", "max_tokens", "temperature", "n", "seed"])
+    if body.get("suffix") is None:
+        fields["suffix"] = ""
+    if "\n" in stop:
+        fields["single_line"] = True  # the text is cut at its first newline anyway: let the engine stop there
+    return fields, stop
+
+
+def apply_stop(text: str, stop: list[str]) -> tuple[str, bool]:
+    """Cut the text before the earliest stop string; True when one was found."""
+    cut = min((i for i in (text.find(s) for s in stop) if i >= 0), default=-1)
+    return (text[:cut], True) if cut >= 0 else (text, False)
+
+
+# -- handlers ---------------------------------------------------------------------------------------------------
+
+async def read_json(request: web.Request) -> dict[str, Any]:
+    raw = await request.read()  # aiohttp enforces the body limit here (413)
+    try:
+        body = json.loads(raw)
+    except UnicodeDecodeError:
+        raise ApiError(400, "The request body is not UTF-8 text.", "invalid_request_error") from None
+    except json.JSONDecodeError as error:
+        raise ApiError(400, f"The request body is not valid JSON ({error.msg} at line {error.lineno} "
+                            f"column {error.colno}).", "invalid_request_error") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "The request body must be a JSON object.", "invalid_request_error")
+    return body
+
+
+async def run_request(request: web.Request, fields: dict[str, Any], client_id: str | None,
+                      timeout_s: float) -> Outcome:
+    """Queue a request on the batcher and wait for it; a disconnect or the deadline cancels its jobs."""
+    batcher = request.app[BATCHER_KEY]
+    try:
+        ticket = batcher.submit(fields, client_id)
+    except NotReady as error:
+        retry = 2 if batcher.state == "loading" else None
+        raise ApiError(503, str(error), "engine_unavailable", retry_after=retry) from None
+    except QueueFull as error:
+        raise ApiError(429, str(error), "rate_limit_error", retry_after=1) from None
+    try:
+        return await asyncio.wait_for(asyncio.shield(ticket.future), timeout_s)
+    except asyncio.TimeoutError:
+        batcher.cancel(ticket, "timeout")
+        raise ApiError(504, f"The request did not finish within {timeout_s * 1000:.0f} ms.", "timeout") from None
+    except asyncio.CancelledError:
+        batcher.cancel(ticket, "disconnect")
+        raise
+    except Cancelled as error:
+        raise ApiError(499, str(error), "cancelled") from None
+    except EngineFailure as error:
+        raise ApiError(500, str(error), "engine_error") from None
+    except ValueError as error:  # InfillError: a field out of range
+        raise ApiError(400, str(error), "invalid_request_error") from None
+
+
+async def handle_infill(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    fields = parse_infill(body)
+    timeout_s = _timeout_s(body, request.app[CONFIG_KEY].request_timeout_s)
+    outcome = await run_request(request, fields, _client_id(body), timeout_s)
+    result = outcome.result
+    payload: dict[str, Any] = {"text": result.text, "tokens": result.tokens, "steps": result.steps,
+                               "ms": round(result.ms, 3)}
+    if fields.get("n", 1) > 1:
+        payload["candidates"] = result.candidates
+    return web.json_response(payload)
+
+
+async def handle_completions(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    fields, stop = parse_completion(body)
+    timeout_s = _timeout_s(body, request.app[CONFIG_KEY].request_timeout_s)
+    outcome = await run_request(request, fields, _client_id(body), timeout_s)
+    max_tokens = fields.get("max_tokens", 64)
+    choices = []
+    for index, (text, tokens) in enumerate(outcome.choices):
+        text, stopped = apply_stop(text, stop)
+        reason = "stop" if stopped or tokens < max_tokens else "length"
+        choices.append({"text": text, "index": index, "logprobs": None, "finish_reason": reason})
+    result = outcome.result
+    prompt_tokens = result.prefix_tokens + result.suffix_tokens
+    completion_tokens = sum(tokens for _, tokens in outcome.choices)
+    return web.json_response({
+        "id": f"cmpl-{uuid.uuid4().hex}",
+        "object": "text_completion",
+        "created": int(time.time()),
+        "model": request.app[BATCHER_KEY].model_name,
+        "choices": choices,
+        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                  "total_tokens": prompt_tokens + completion_tokens},
+        "steps": result.steps,
+        "ms": round(result.ms, 3),
+    })
+
+
+async def handle_cancel(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    client_id = _client_id(body)
+    if client_id is None:
+        raise ApiError(400, "Field 'id' is required.", "invalid_request_error")
+    return web.json_response({"id": client_id, "cancelled": request.app[BATCHER_KEY].cancel_client_id(client_id)})
+
+
+async def handle_health(request: web.Request) -> web.Response:
+    batcher = request.app[BATCHER_KEY]
+    payload: dict[str, Any] = {"status": batcher.state, "model": batcher.model_name, "device": batcher.device_name,
+                               "max_batch": batcher.max_batch}
+    if batcher.message:
+        payload["message"] = batcher.message
+    return web.json_response(payload)
+
+
+async def handle_models(request: web.Request) -> web.Response:
+    name = request.app[BATCHER_KEY].model_name
+    return web.json_response({"object": "list", "data": [{"id": name, "object": "model", "owned_by": "mercury"}]})
+
+
+async def handle_metrics(request: web.Request) -> web.Response:
+    return web.Response(text=request.app[METRICS_KEY].render(), content_type="text/plain",
+                        headers={"X-Content-Type-Options": "nosniff"})
+
+
+# -- middleware -------------------------------------------------------------------------------------------------
+
+OPEN_PATHS = {"/health"}  # editors read the loading state before they know any key
+
+
+def _authorized(request: web.Request, key: str) -> bool:
+    header = request.headers.get("Authorization", "")
+    scheme, _, presented = header.partition(" ")
+    if scheme.lower() != "bearer":
+        return False
+    return hmac.compare_digest(presented.strip().encode(), key.encode())
+
+
+@web.middleware
+async def api_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Bearer key, JSON errors for every failure, request counts."""
+    config = request.app[CONFIG_KEY]
+    route = request.match_info.route.resource
+    endpoint = route.canonical if route is not None else "other"
+    try:
+        if config.api_key and request.path not in OPEN_PATHS and not _authorized(request, config.api_key):
+            response = error_response(401, "A valid bearer API key is required.", "authentication_error")
+        else:
+            response = await handler(request)
+    except ApiError as error:
+        response = error_response(error.status, error.message, error.kind, error.retry_after)
+    except web.HTTPRequestEntityTooLarge:
+        response = error_response(413, f"The request body is larger than {config.body_limit} bytes.",
+                                  "request_too_large")
+    except web.HTTPException as error:
+        response = error_response(error.status, error.reason, "http_error")
+    except asyncio.CancelledError:
+        request.app[METRICS_KEY].count_request(endpoint, 499)
+        raise
+    except Exception:
+        log.exception("unexpected error on %s", request.path)
+        response = error_response(500, "The engine hit an internal error.", "engine_error")
+    request.app[METRICS_KEY].count_request(endpoint, response.status)
+    return response
+
+
+def build_app(config: ServeConfig, batcher: Batcher, metrics: EngineMetrics) -> web.Application:
+    app = web.Application(client_max_size=config.body_limit, middlewares=[api_middleware])
+    app[CONFIG_KEY] = config
+    app[BATCHER_KEY] = batcher
+    app[METRICS_KEY] = metrics
+    app.router.add_get("/health", handle_health)
+    app.router.add_get("/metrics", handle_metrics)
+    app.router.add_get("/v1/models", handle_models)
+    app.router.add_post("/v1/infill", handle_infill)
+    app.router.add_post("/v1/completions", handle_completions)
+    app.router.add_post("/v1/cancel", handle_cancel)
+    return app
+
+
+# -- process ----------------------------------------------------------------------------------------------------
+
+async def _exit_when_idle(batcher: Batcher, minutes: float, stop: asyncio.Event) -> None:
+    idle_s = minutes * 60
+    while not stop.is_set():
+        await asyncio.sleep(min(idle_s / 4, 30.0))
+        if not batcher.busy and time.monotonic() - batcher.last_activity >= idle_s:
+            log.info("no requests for %g minutes: exiting", minutes)
+            stop.set()
+
+
+async def serve(config: ServeConfig) -> None:
+    """Bind first, then load the model in the background, then serve until SIGTERM/SIGINT or idle exit."""
+    metrics = EngineMetrics()
+    batcher = Batcher(config.model_path, config.device, metrics, config.max_batch, config.max_queue,
+                      config.threads)
+    runner = web.AppRunner(build_app(config, batcher, metrics), handler_cancellation=True,
+                           access_log_format=ACCESS_LOG_FORMAT)
+    await runner.setup()
+    site = web.TCPSite(runner, config.host, config.port)
+    try:
+        await site.start()
+    except OSError as error:
+        await runner.cleanup()
+        raise OSError(f"Cannot listen on {config.host}:{config.port} ({error.strerror}).") from None
+    host, port = runner.addresses[0][:2]
+    url = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+    if config.port_file is not None:
+        daemon.write_port_file(config.port_file, url, str(config.model_path), config.device)
+    log.info("listening on %s", url)
+    batcher.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    idle_task = None
+    if config.idle_exit_minutes > 0:
+        idle_task = asyncio.create_task(_exit_when_idle(batcher, config.idle_exit_minutes, stop))
+    try:
+        await stop.wait()
+    finally:
+        if idle_task is not None:
+            idle_task.cancel()
+        if config.port_file is not None:
+            daemon.remove_port_file(config.port_file)
+        batcher.stop()
+        await runner.cleanup()
+        log.info("stopped")

@@ -1,0 +1,130 @@
+"""`mercury-engine serve`, `stop` and `status`: the HTTP engine and the auto-started daemon from the shell."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from mercury_lsp.engine import daemon
+from mercury_lsp.engine.cli import add_model_options
+from mercury_lsp.models import resolve_model_path
+
+
+class ServeOptionError(Exception):
+    """A serve option the user can fix.
+
+    Handled here rather than by cli.main: under `python -m mercury_lsp.engine.cli` that module is loaded twice,
+    so its UsageError raised from here would not be the class main() catches.
+    """
+
+
+def _positive(name: str, value: float) -> None:
+    if value <= 0:
+        raise ServeOptionError(f"{name} must be positive (got {value:g}).")
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        return _serve(args)
+    except ServeOptionError as error:
+        print(f"mercury-engine: error: {error}", file=sys.stderr)
+        return 2
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from mercury_lsp.engine.server import ServeConfig, is_loopback, serve
+
+    api_key = args.api_key or os.environ.get("MERCURY_API_KEY") or None
+    if not is_loopback(args.host) and not api_key:
+        raise ServeOptionError(f"refusing to listen on {args.host} without an API key; pass --api-key or set "
+                         "MERCURY_API_KEY (or listen on 127.0.0.1).")
+    if not 0 <= args.port <= 65535:
+        raise ServeOptionError(f"--port must be from 0 to 65535 (got {args.port}).")
+    for name, value in (("--max-batch", args.max_batch), ("--max-queue", args.max_queue),
+                        ("--body-limit", args.body_limit), ("--request-timeout", args.request_timeout)):
+        _positive(name, value)
+    if args.threads < 0:
+        raise ServeOptionError(f"--threads must be 0 (torch's default) or more (got {args.threads}).")
+    if args.idle_exit < 0:
+        raise ServeOptionError(f"--idle-exit must be 0 (never) or more minutes (got {args.idle_exit:g}).")
+    config = ServeConfig(
+        host=args.host,
+        port=args.port,
+        model_path=resolve_model_path(args.model),
+        device=args.device,
+        api_key=api_key,
+        max_batch=args.max_batch,
+        max_queue=args.max_queue,
+        threads=args.threads,
+        body_limit=args.body_limit,
+        request_timeout_s=args.request_timeout,
+        idle_exit_minutes=args.idle_exit,
+        port_file=Path(args.port_file) if args.port_file else None,
+    )
+    logging.basicConfig(stream=sys.stderr, level=args.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        asyncio.run(serve(config))
+    except OSError as error:
+        raise ServeOptionError(str(error)) from None
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    info = daemon.read_port_file()
+    endpoint = daemon.running_engine()
+    if endpoint is None:
+        message = f"no engine is running (runtime folder {daemon.runtime_dir()})"
+        print(json.dumps({"running": False}) if args.json else message)
+        return 1
+    health = daemon.probe_health(endpoint.url) or {}
+    if args.json:
+        print(json.dumps({"running": True, "url": endpoint.url, "pid": endpoint.pid, "health": health,
+                          "model_path": (info or {}).get("model")}))
+        return 0
+    line = (f"engine running at {endpoint.url} (pid {endpoint.pid}): {health.get('status', 'unknown')}, "
+            f"model {health.get('model')} on {health.get('device')}")
+    if health.get("message"):
+        line += f": {health['message']}"
+    print(line)
+    return 0
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    endpoint = daemon.stop_engine(timeout=args.timeout)
+    print(f"stopped the engine at {endpoint.url} (pid {endpoint.pid})" if endpoint else "no engine was running")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add serve, stop and status to the mercury-engine command."""
+    serve = subparsers.add_parser("serve", help="serve the HTTP API (one model shared by every editor)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8765, help="port (0 = any free port; default: 8765)")
+    add_model_options(serve)
+    serve.add_argument("--api-key", help="bearer key clients must send (default: $MERCURY_API_KEY; none on loopback)")
+    serve.add_argument("--max-batch", type=int, default=16, help="canvases denoised together per step")
+    serve.add_argument("--max-queue", type=int, default=64, help="requests waiting beyond the batch before 429")
+    serve.add_argument("--threads", type=int, default=0,
+                       help="CPU threads for the model (0 = torch's default; 1 suits small models on busy CPUs)")
+    serve.add_argument("--body-limit", type=int, default=1024 * 1024, help="largest request body in bytes")
+    serve.add_argument("--request-timeout", type=float, default=60.0,
+                       help="seconds before a request is cancelled (timeout_ms overrides it per request)")
+    serve.add_argument("--idle-exit", type=float, default=0.0, metavar="MINUTES",
+                       help="exit after this many minutes without requests (0 = never)")
+    serve.add_argument("--port-file", help="write the URL and pid here once listening (auto-start uses this)")
+    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.set_defaults(func=cmd_serve)
+
+    status = subparsers.add_parser("status", help="say whether the auto-started engine runs, and its state")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(func=cmd_status)
+
+    stop = subparsers.add_parser("stop", help="stop the auto-started engine")
+    stop.add_argument("--timeout", type=float, default=10.0, help="seconds before TERM becomes KILL")
+    stop.set_defaults(func=cmd_stop)

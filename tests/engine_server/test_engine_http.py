@@ -1,0 +1,151 @@
+"""The HTTP API of a real engine process: health, infill, OpenAI completions, errors, metrics."""
+
+from __future__ import annotations
+
+import aiohttp
+import pytest
+import torch
+from engine_process import metric
+
+from mercury_lsp.engine.checkpoint import load_checkpoint
+from mercury_lsp.engine.infill import InfillEngine, InfillRequest
+
+from checkpoints import SAMPLE_CODE
+
+PREFIX = SAMPLE_CODE[:120]
+SUFFIX = SAMPLE_CODE[120:300]
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_checkpoint):
+    """The same checkpoint run in-process, without HTTP or batching (one thread, like the test engines)."""
+    torch.set_num_threads(1)
+    return InfillEngine(load_checkpoint(tiny_checkpoint, device="cpu"))
+
+
+async def post(url: str, path: str, body, **kwargs) -> tuple[int, dict, dict]:
+    async with aiohttp.ClientSession() as session:
+        send = {"json": body} if not isinstance(body, (bytes, str)) else {"data": body}
+        async with session.post(url + path, **send, **kwargs) as response:
+            return response.status, await response.json(), dict(response.headers)
+
+
+async def get_text(url: str, path: str) -> str:
+    async with aiohttp.ClientSession() as session:
+        async with session.get(url + path) as response:
+            assert response.status == 200
+            return await response.text()
+
+
+def test_health_reports_the_loaded_model(shared_engine, tiny_checkpoint):
+    health = shared_engine.health()
+    assert health["status"] == "ok"
+    assert health["model"] == tiny_checkpoint.name
+    assert health["device"] == "cpu"
+
+
+async def test_infill_matches_the_engine_run_in_process(shared_engine, reference):
+    status, body, _ = await post(shared_engine.url, "/v1/infill",
+                                 {"prefix": PREFIX, "suffix": SUFFIX, "max_tokens": 12, "seed": 3})
+    assert status == 200, body
+    expected = reference.infill(InfillRequest(prefix=PREFIX, suffix=SUFFIX, max_tokens=12, seed=3))
+    assert body["text"] == expected.text
+    assert body["tokens"] == expected.tokens
+    assert body["steps"] == expected.steps
+    assert body["ms"] > 0
+    assert "candidates" not in body
+
+
+async def test_infill_candidates(shared_engine, reference):
+    status, body, _ = await post(shared_engine.url, "/v1/infill",
+                                 {"prefix": PREFIX, "suffix": SUFFIX, "max_tokens": 10, "n": 3})
+    assert status == 200, body
+    expected = reference.infill(InfillRequest(prefix=PREFIX, suffix=SUFFIX, max_tokens=10, n=3))
+    assert body["candidates"] == expected.candidates
+    assert body["text"] == body["candidates"][0]
+
+
+async def test_completions_speak_the_openai_shape(shared_engine):
+    _, infill, _ = await post(shared_engine.url, "/v1/infill", {"prefix": PREFIX, "suffix": SUFFIX, "max_tokens": 12})
+    status, body, _ = await post(shared_engine.url, "/v1/completions", {
+        "model": "anything", "prompt": PREFIX, "suffix": SUFFIX, "max_tokens": 12, "temperature": 0, "n": 2,
+    })
+    assert status == 200, body
+    assert body["object"] == "text_completion"
+    assert [c["index"] for c in body["choices"]] == [0, 1]
+    assert body["choices"][0]["text"] == infill["text"]
+    assert body["choices"][0]["finish_reason"] in ("stop", "length")
+    usage = body["usage"]
+    assert usage["completion_tokens"] >= infill["tokens"]
+    assert usage["prompt_tokens"] > 0
+    assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
+
+
+async def test_completions_cut_text_at_stop_strings(shared_engine):
+    request = {"prompt": PREFIX, "suffix": SUFFIX, "max_tokens": 24, "seed": 1}
+    _, full, _ = await post(shared_engine.url, "/v1/completions", request)
+    text = full["choices"][0]["text"]
+    assert len(text) >= 4, "the tiny model should fill a 24-token canvas"
+    stop = text[len(text) // 2 : len(text) // 2 + 2]
+    _, cut, _ = await post(shared_engine.url, "/v1/completions", {**request, "stop": [stop, "\u2603never"]})
+    choice = cut["choices"][0]
+    assert choice["text"] == text[: text.find(stop)]
+    assert choice["finish_reason"] == "stop"
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "phrase"),
+    [
+        ("{not json", 400, "not valid JSON"),
+        ("[1, 2]", 400, "JSON object"),
+        ({"prefix": 12}, 400, "'prefix' must be a string"),
+        ({"prefix": "x", "max_tokens": "8"}, 400, "'max_tokens' must be an integer"),
+        ({"prefix": "x", "single_line": 1}, 400, "'single_line' must be true or false"),
+        ({"prefix": "x", "max_tokens": 100000}, 400, "max_tokens must be an integer from 1"),
+        ({"prefix": "x", "colour": "red"}, 400, "Unknown field 'colour'"),
+        ({"suffix": "x"}, 400, "'prefix' is required"),
+    ],
+)
+async def test_bad_infill_requests_get_one_sentence(shared_engine, body, status, phrase):
+    got, payload, _ = await post(shared_engine.url, "/v1/infill", body)
+    assert got == status
+    assert phrase in payload["error"]["message"]
+    assert payload["error"]["type"] == "invalid_request_error"
+
+
+async def test_bad_completion_requests(shared_engine):
+    for body, phrase in [
+        ({"prompt": 5}, "'prompt' must be a string"),
+        ({"prompt": "x", "stop": 3}, "'stop' must be"),
+        ({"prompt": "x", "stream": True}, "Streaming is not supported"),
+        ({"prompt": "x", "n": 99}, "n must be an integer from 1 to 8"),
+    ]:
+        status, payload, _ = await post(shared_engine.url, "/v1/completions", body)
+        assert status == 400, payload
+        assert phrase in payload["error"]["message"]
+
+
+async def test_body_over_the_limit_is_413(shared_engine):
+    huge = {"prefix": "x" * (1024 * 1024 + 10)}
+    status, payload, _ = await post(shared_engine.url, "/v1/infill", huge)
+    assert status == 413
+    assert payload["error"]["type"] == "request_too_large"
+
+
+async def test_unknown_path_is_a_json_404(shared_engine):
+    status, payload, _ = await post(shared_engine.url, "/v1/nothing", {})
+    assert status == 404
+    assert payload["error"]["message"]
+
+
+async def test_metrics_count_requests_in_prometheus_text(shared_engine):
+    before = metric(await get_text(shared_engine.url, "/metrics"), "mercury_requests_total",
+                    'endpoint="/v1/infill",status="200"')
+    await post(shared_engine.url, "/v1/infill", {"prefix": PREFIX, "max_tokens": 4})
+    text = await get_text(shared_engine.url, "/metrics")
+    assert metric(text, "mercury_requests_total", 'endpoint="/v1/infill",status="200"') == before + 1
+    for family in ("mercury_queue_depth", "mercury_batch_size", "mercury_step_seconds", "mercury_request_seconds",
+                   "mercury_tokens_per_second", "mercury_cancellations_total"):
+        assert f"# TYPE {family} " in text
+    assert metric(text, "mercury_step_seconds_count") > 0
+    assert 'mercury_request_seconds_bucket{le="+Inf"}' in text

@@ -269,6 +269,11 @@ class Model:
         self.mask_id = shape.vocab - 1
         gen = torch.Generator().manual_seed(1)
         self.context_ids = torch.randint(0, shape.vocab - 3, (batch, work.context), generator=gen).to(device)
+        # The prefix sits at [0, P), the suffix after the canvas gap.
+        after_gap = work.prefix + work.canvas
+        self.context_positions = torch.cat(
+            [torch.arange(work.prefix), torch.arange(after_gap, after_gap + work.suffix)]
+        ).to(device)
 
     def rope_at(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         cos = self.cos.index_select(0, positions)[None].expand(self.batch, -1, -1)
@@ -276,12 +281,8 @@ class Model:
         return cos, sin
 
     def prefill_infill_context(self, kern: StepKernels) -> None:
-        """Prefix at positions [0, P), suffix after the canvas; bidirectional, as the diffusion model reads it."""
-        w = self.work
-        positions = torch.cat(
-            [torch.arange(w.prefix), torch.arange(w.prefix + w.canvas, w.prefix + w.canvas + w.suffix)]
-        ).to(self.device)
-        cos, sin = self.rope_at(positions)
+        """Prefix and suffix into the cache, bidirectionally, as the diffusion model reads the context."""
+        cos, sin = self.rope_at(self.context_positions)
         forward(self.shape, self.weights, kern, self.context_ids, cos, sin, sdpa_attend(self.shape, self.cache, False))
 
     def prefill_prompt(self, kern: StepKernels) -> torch.Tensor:
@@ -477,21 +478,22 @@ def check_kernels(
             (kern.swiglu(gate, up), REFERENCE.swiglu(gate.float(), up.float())),
         )  # fmt: skip
 
-        for batch_lens, ctx in (((work.context, work.context * 2 // 3), work.context), ((work.long_context,), work.long_context)):
-            for size in (c, 1, 256) if ctx == work.long_context else (c,):
-                b = len(batch_lens)
-                q = randn(b, size, s.heads, s.head_dim)
-                k_new, v_new = randn(b, size, s.kv_heads, s.head_dim), randn(b, size, s.kv_heads, s.head_dim)
-                k_ctx, v_ctx = randn(b, s.kv_heads, ctx, s.head_dim), randn(b, s.kv_heads, ctx, s.head_dim)
-                ctx_len = torch.tensor(batch_lens, device=device)
-                new_len = torch.tensor([size] + [max(1, size - 5)] * (b - 1), device=device)
-                scale = 1.0 / math.sqrt(s.head_dim)
-                out = kern.attention(q, k_ctx, v_ctx, ctx_len, k_new, v_new, new_len, scale)
-                ref = REFERENCE.attention(
-                    q.float(), k_ctx.float(), v_ctx.float(), ctx_len, k_new.float(), v_new.float(), new_len, scale
-                )
-                add("canvas attention", f"{s.name}: canvas {size}, context {list(batch_lens)}", (out, ref))
-                del k_ctx, v_ctx, ref
+        # (valid context per row, cache capacity, canvas): two ragged rows at the bench context, then 32k.
+        long = work.long_context
+        cases = [((work.context, work.context * 2 // 3), work.context, c), ((long,), long, 1), ((long,), long, c)]
+        for batch_lens, capacity, size in cases + [((long,), long, 256)]:
+            b = len(batch_lens)
+            q = randn(b, size, s.heads, s.head_dim)
+            k_new, v_new = randn(b, size, s.kv_heads, s.head_dim), randn(b, size, s.kv_heads, s.head_dim)
+            k_ctx, v_ctx = randn(b, s.kv_heads, capacity, s.head_dim), randn(b, s.kv_heads, capacity, s.head_dim)
+            ctx_len = torch.tensor(batch_lens, device=device)
+            new_len = torch.tensor([size] + [max(1, size - 5)] * (b - 1), device=device)
+            scale = 1.0 / math.sqrt(s.head_dim)
+            out = kern.attention(q, k_ctx, v_ctx, ctx_len, k_new, v_new, new_len, scale)
+            ref = REFERENCE.attention(
+                q.float(), k_ctx.float(), v_ctx.float(), ctx_len, k_new.float(), v_new.float(), new_len, scale
+            )
+            add("canvas attention", f"{s.name}: canvas {size}, context {list(batch_lens)}", (out, ref))
 
         logits = randn(c, s.vocab, scale=3.0)
         got = kern.confidence(logits, torch.tensor([s.vocab - 2, s.vocab - 3], device=device))
@@ -522,6 +524,55 @@ def check_kernels(
     ref = REFERENCE.commit(*args, min_commits=min_commits)
     same = all(torch.equal(g, r) for g, r in zip(got, ref))
     rows.append(("commit selection", f"[{batch}, {size}], min_commits 0..{batch - 1}", "exact" if same else "DIFFERS", same))
+    return rows
+
+
+def time_kernels(
+    shape: Shape, work: Workload, device: torch.device, dtype: torch.dtype, fast: StepKernels, reps: int
+) -> list[list[str]]:
+    """Each op at the canvas-step shapes of `shape`: reference and `fast` times in microseconds."""
+    c, n_q, n_kv, d = work.canvas, shape.heads, shape.kv_heads, shape.head_dim
+
+    def randn(*size: int) -> torch.Tensor:
+        return torch.randn(size, device=device).to(dtype)
+
+    x, res, weight = randn(c, shape.hidden), randn(c, shape.hidden), randn(shape.hidden)
+    qkv = randn(1, c, n_q + 2 * n_kv, d)
+    cos, sin = (t[None, work.prefix : work.prefix + c] for t in rope_table(shape, work.context + c, device))
+    gate_up = randn(c, 2 * shape.intermediate)
+    gate, up = gate_up[:, : shape.intermediate], gate_up[:, shape.intermediate :]
+    capacity = work.context + AR_HEADROOM * work.ar_tokens
+    k_ctx, v_ctx = randn(1, n_kv, capacity, d), randn(1, n_kv, capacity, d)
+    ctx_len, new_len = torch.tensor([work.context], device=device), torch.tensor([c], device=device)
+    q, k_new, v_new = qkv[:, :, :n_q], qkv[:, :, n_q : n_q + n_kv], qkv[:, :, n_q + n_kv :]
+    logits = randn(c, shape.vocab)
+    fillers = torch.tensor([shape.vocab - 2, shape.vocab - 3], device=device)
+    p = torch.rand(1, c, device=device)
+    flags = torch.rand(1, c, device=device) < 0.5
+    commit_args = (p, torch.zeros(1, c, dtype=torch.long, device=device), p / 2,
+                   torch.zeros(1, c, dtype=torch.long, device=device), flags, ~flags, flags & False,
+                   torch.full((1,), THRESHOLD, device=device), torch.ones(1, dtype=torch.bool, device=device))  # fmt: skip
+    ops: list[tuple[str, str, Callable[[StepKernels], object]]] = [
+        ("rms_norm + residual", f"[{c}, {shape.hidden}]", lambda k: k.rms_norm(x, weight, EPS, res)),
+        ("rope (q, k in place)", f"[1, {c}, {n_q}+{n_kv}, {d}]",
+         lambda k: k.rope(qkv[:, :, :n_q], qkv[:, :, n_q : n_q + n_kv], cos, sin)),
+        ("swiglu", f"[{c}, {shape.intermediate}]", lambda k: k.swiglu(gate, up)),
+        ("canvas attention", f"canvas {c}, context {work.context}",
+         lambda k: k.attention(q, k_ctx, v_ctx, ctx_len, k_new, v_new, new_len, 0.1)),
+        ("confidence", f"[{c}, {shape.vocab}]", lambda k: k.confidence(logits, fillers)),
+        ("commit selection", f"[1, {c}]", lambda k: k.commit(*commit_args)),
+    ]  # fmt: skip
+    rows = []
+    for op, where, call in ops:
+        ref_us = time_ms(lambda call=call: call(REFERENCE), device, reps) * 1e3
+        fast_us = time_ms(lambda call=call: call(fast), device, reps) * 1e3
+        rows.append([op, f"{shape.name}: {where}", f"{ref_us:.1f}", f"{fast_us:.1f}", f"{ref_us / fast_us:.1f}×"])
+    if fast is TRITON:
+        one_split = K["attention"].canvas_attention_triton
+        qt, kt, vt = q.transpose(1, 2), k_new.transpose(1, 2), v_new.transpose(1, 2)
+        us = time_ms(lambda: one_split(qt, k_ctx, v_ctx, ctx_len, kt, vt, new_len, 0.1, num_splits=1), device, reps)
+        rows.append(["canvas attention, one split", f"{shape.name}: canvas {c}, context {work.context}",
+                     "", f"{us * 1e3:.1f}", ""])  # fmt: skip
     return rows
 
 
@@ -707,6 +758,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"gpu_step.py: unknown model {', '.join(unknown) or '(none)'}; choose from 0.5b, 7b.", file=sys.stderr)
         return 2
 
+    if args.reps is not None and args.reps < 1:
+        print("gpu_step.py: --reps must be at least 1.", file=sys.stderr)
+        return 2
+    if args.out and not args.out.parent.is_dir():
+        print(f"gpu_step.py: cannot write {args.out}: no folder {args.out.parent}.", file=sys.stderr)
+        return 2
+
     started = time.perf_counter()
     device = torch.device(args.device)
     cuda = device.type == "cuda"
@@ -733,6 +791,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"\n## Kernels against the float32 reference (limit {RELATIVE_ERROR_LIMIT:g})\n\n{check_md}", flush=True)
 
+    kernel_rows = [row for shape in shapes for row in time_kernels(shape, work, device, dtype, fast, reps)]
+    kernels_md = markdown_table(["op", "shape", "reference µs", f"{fast.name} µs", "speed-up"], kernel_rows)
+    print(f"\n## Kernel times (eager launches)\n\n{kernels_md}", flush=True)
+
     bandwidth = copy_bandwidth(device, 2048 if cuda else 64)
     print(f"\ncopy bandwidth (read + write): {bandwidth / 1e9:,.0f} GB/s", flush=True)
     figures = []
@@ -748,13 +810,23 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = f"\nwhole run: {time.perf_counter() - started:.0f} s"
     print(elapsed)
     if args.out:
-        args.out.write_text(
+        write_report(
+            args.out,
             "\n".join(lines)
             + f"\n\ncopy bandwidth (read + write): {bandwidth / 1e9:,.0f} GB/s\n\n"
-            + f"## Kernels against the float32 reference\n\n{check_md}\n\n## Step timings\n\n{timings_md}\n\n"
+            + f"## Kernels against the float32 reference\n\n{check_md}\n\n"
+            + f"## Kernel times (eager launches)\n\n{kernels_md}\n\n## Step timings\n\n{timings_md}\n\n"
             + f"## Targets\n\n{targets_md}\n{elapsed}\n"
         )
     return 0 if all(ok for *_, ok in checks) else 1
+
+
+def write_report(path: Path, text: str) -> None:
+    """Write the markdown report; a failure costs the file, not the printed tables."""
+    try:
+        path.write_text(text)
+    except OSError as err:
+        print(f"gpu_step.py: could not write {path}: {err.strerror}.", file=sys.stderr)
 
 
 def _triton_version() -> str:

@@ -20,7 +20,7 @@ export interface ServerLookup {
 export type ServerCommand = { command: string; args: string[] };
 export type ServerCommandResult = ServerCommand | { problem: string };
 
-const INSTALL_HINT = 'install it with `pip install mercury-lsp` or set mercury.server.path';
+const INSTALL_HINT = 'install it (`pip install .` in the mercury-lsp repository) or set mercury.server.path';
 
 function executableName(platform: NodeJS.Platform): string {
   return platform === 'win32' ? 'mercury-lsp.exe' : 'mercury-lsp';
@@ -81,7 +81,7 @@ export function findServerCommand(lookup: ServerLookup): ServerCommandResult {
     const command = path.join(path.dirname(expandHome(python, lookup.home)), executableName(lookup.platform));
     if (!isExecutable(command)) {
       return {
-        problem: `There is no mercury-lsp beside ${python}; run \`${python} -m pip install mercury-lsp\`.`,
+        problem: `There is no mercury-lsp beside ${python}; install it there (\`${python} -m pip install .\` in the mercury-lsp repository).`,
       };
     }
     return { command, args };

@@ -43,7 +43,8 @@ describe('findServerCommand', () => {
   it('tells how to install into the chosen interpreter when the script is missing', () => {
     const found = findServerCommand(lookup(['/usr/bin/mercury-lsp'], { pythonPath: '/envs/m/bin/python3' }));
     expect(found).toEqual({
-      problem: 'There is no mercury-lsp beside /envs/m/bin/python3; run `/envs/m/bin/python3 -m pip install mercury-lsp`.',
+      problem:
+        'There is no mercury-lsp beside /envs/m/bin/python3; install it there (`/envs/m/bin/python3 -m pip install .` in the mercury-lsp repository).',
     });
   });
 
@@ -75,7 +76,7 @@ describe('findServerCommand', () => {
   it('says how to install when nothing is found', () => {
     expect(findServerCommand(lookup([]))).toEqual({
       problem:
-        "mercury-lsp was not found on PATH or in the workspace's .venv; install it with `pip install mercury-lsp` or set mercury.server.path.",
+        "mercury-lsp was not found on PATH or in the workspace's .venv; install it (`pip install .` in the mercury-lsp repository) or set mercury.server.path.",
     });
   });
 

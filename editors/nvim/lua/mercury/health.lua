@@ -20,7 +20,7 @@ local function check_server(opts)
   else
     vim.health.error(
       ("Server: %s is not executable"):format(executable),
-      { "Install it with `pip install mercury-lsp`", "Or point `cmd` in setup() at the mercury-lsp executable" }
+      { "Install it: `pip install .` in the mercury-lsp repository", "Or point `cmd` in setup() at the mercury-lsp executable" }
     )
   end
 end

@@ -3,7 +3,7 @@
  * an inline completion round trip and a cancelled request answered with -32800.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -64,8 +64,42 @@ function testModel(): string {
   return folder;
 }
 
-function reader(values: Record<string, unknown>) {
-  return { get: <T>(key: string) => values[key] as T | undefined };
+/** Drop `//` comments outside strings, as VS Code does when it reads settings.json. */
+function stripLineComments(jsonc: string): string {
+  return jsonc
+    .split('\n')
+    .map((line) => {
+      let inString = false;
+      for (let i = 0; i < line.length; i += 1) {
+        if (line[i] === '"' && line[i - 1] !== '\\') {
+          inString = !inString;
+        } else if (!inString && line.startsWith('//', i)) {
+          return line.slice(0, i);
+        }
+      }
+      return line;
+    })
+    .join('\n');
+}
+
+/** The settings.json block that follows <!-- vscode-settings --> in editors/README.md, model filled in. */
+function readmeSettings(model: string): Record<string, unknown> {
+  const readme = readFileSync(path.join(repoRoot, 'editors', 'README.md'), 'utf8');
+  const block = /<!-- vscode-settings -->\s*```jsonc\n([\s\S]*?)\n```/.exec(readme);
+  if (block === null) {
+    throw new Error('editors/README.md has no vscode-settings block');
+  }
+  const settings = JSON.parse(stripLineComments(block[1])) as Record<string, unknown>;
+  if (settings['mercury.model'] !== '/path/to/model') {
+    throw new Error('the README settings block must set "mercury.model": "/path/to/model"');
+  }
+  settings['mercury.model'] = model;
+  return settings;
+}
+
+/** `workspace.getConfiguration('mercury')` over a settings.json object. */
+function reader(settingsJson: Record<string, unknown>) {
+  return { get: <T>(key: string) => settingsJson[`mercury.${key}`] as T | undefined };
 }
 
 const PYTHON_SOURCE = 'def add(a, b):\n    """Return the sum of a and b."""\n    return \n\nprint(add(1, 2))\n';
@@ -92,8 +126,8 @@ function sleep(ms: number): Promise<void> {
 beforeAll(async () => {
   const executable = serverExecutable();
   const model = testModel();
-  // Built by the extension's own code from what a user would put in settings.json.
-  settings = serverSettings(reader({ model, device: 'cpu', maxTokens: 16, debounceMs: 0, debounceMaxMs: 0 }), undefined);
+  // The README's settings.json, turned into the server's settings by the extension's own code.
+  settings = serverSettings(reader(readmeSettings(model)), undefined);
   server = spawn(executable, [], {
     env: { ...process.env, MERCURY_RUNTIME_DIR: runtimeDir },
     stdio: ['pipe', 'pipe', 'pipe'],

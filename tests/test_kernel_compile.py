@@ -59,11 +59,14 @@ def test_swiglu_and_rope_compile() -> None:
 
 @pytest.mark.slow
 def test_confidence_compiles() -> None:
-    args = {
-        "logits_ptr": "*bf16", "filler_ptr": "*i64", "p_best_ptr": "*fp32", "id_best_ptr": "*i64",
-        "p_nf_ptr": "*fp32", "id_nf_ptr": "*i64", **_ints("vocab", "stride_row", "n_filler"),
-    }  # fmt: skip
-    _compile(confidence._confidence_kernel, args, {"BLOCK_V": 2048}, num_warps=8)
+    parts = {"part_max_ptr": "*fp32", "part_sum_ptr": "*fp32", "part_id_ptr": "*i32", "part_nf_ptr": "*fp32",
+             "part_nf_id_ptr": "*i32"}  # fmt: skip
+    sizes = _ints("vocab", "stride_row", "n_filler", "chunk", "n_chunks")
+    partial = {"logits_ptr": "*bf16", "filler_ptr": "*i64", **parts, **sizes}
+    _compile(confidence._confidence_partial_kernel, partial, {"BLOCK_V": 2048}, num_warps=8)
+    outputs = {"p_best_ptr": "*fp32", "id_best_ptr": "*i64", "p_nf_ptr": "*fp32", "id_nf_ptr": "*i64"}
+    merge = {**parts, **outputs, **_ints("vocab", "n_chunks")}
+    _compile(confidence._confidence_merge_kernel, merge, {"BLOCK_CHUNKS": 16}, num_warps=1)
 
 
 @pytest.mark.slow

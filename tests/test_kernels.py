@@ -88,10 +88,11 @@ def test_rope_in_place_on_a_fused_qkv(n_heads: int, n_kv_heads: int, seq_len: in
     torch.testing.assert_close(qkv[:, :, n_heads + n_kv_heads :], ref[:, :, n_heads + n_kv_heads :])
 
 
-@pytest.mark.parametrize("rows", [1, 3, 65])
-@pytest.mark.parametrize("fillers", [[], [5], [3, 999, 17]])
+@pytest.mark.parametrize(
+    "rows, fillers", [(1, []), (3, []), (1, [5]), (3, [5]), (1, [3, 999, 17]), (65, [3, 999, 17])]
+)
 def test_confidence(poisoned: None, rows: int, fillers: list[int]) -> None:
-    vocab = 1000  # eight blocks of 128, the last one ragged
+    vocab = 1000  # four chunks of two 128-wide blocks, the last chunk and block ragged
     logits = torch.randn(rows, vocab) * 4
     filler_ids = torch.tensor(fillers, dtype=torch.long)
     if fillers:
@@ -99,7 +100,7 @@ def test_confidence(poisoned: None, rows: int, fillers: list[int]) -> None:
         logits[::2, fillers[-1]] = 30.0
     # Ties across lanes and blocks: the first index wins, as in torch.
     logits[-1, [700, 6, 900]] = 25.0
-    got = confidence.confidence_triton(logits, filler_ids, block_v=128)
+    got = confidence.confidence_triton(logits, filler_ids, block_v=128, blocks_per_chunk=2)
     ref = confidence.confidence_reference(logits, filler_ids)
     for g, r in zip(got, ref, strict=True):
         if r.dtype.is_floating_point:

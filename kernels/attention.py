@@ -169,7 +169,10 @@ def _sm_count(device_index: int) -> int:
 
 def _pick_splits(programs: int, ctx_capacity: int, device: torch.device) -> int:
     """How many programs share the context of one (query block, kv head): enough to fill the GPU."""
-    target = _PROGRAMS_PER_SM * _sm_count(device.index or 0) if device.type == "cuda" else 1
+    if device.type != "cuda":
+        return 1
+    index = torch.cuda.current_device() if device.index is None else device.index
+    target = _PROGRAMS_PER_SM * _sm_count(index)
     by_length = max(1, ctx_capacity // _MIN_KEYS_PER_SPLIT)
     return max(1, min(-(-target // programs), by_length))
 
@@ -185,7 +188,6 @@ def canvas_attention_triton(
     scale: float,
     out: torch.Tensor | None = None,
     num_splits: int | None = None,
-    block_m: int | None = None,
 ) -> torch.Tensor:
     """Triton launch of canvas_attention_reference (flash-style, fp32 accumulation, no host sync).
 
@@ -205,7 +207,7 @@ def canvas_attention_triton(
         out = torch.empty(q.shape, dtype=q.dtype, device=q.device)
     group = n_heads // n_kv_heads
     rows = group * n_canvas
-    block_m = block_m or min(64, max(16, next_power_of_2(rows)))
+    block_m = min(64, max(16, next_power_of_2(rows)))
     m_blocks = -(-rows // block_m)
     programs = m_blocks * n_batch * n_kv_heads
     splits = num_splits or _pick_splits(programs, ctx_capacity, q.device)

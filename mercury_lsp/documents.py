@@ -71,11 +71,20 @@ class Document:
         """Replace the range start..end (client positions) by `text`; no range = whole text."""
         if start is None or end is None:
             self.text = text
-        else:
-            first = self.offset_at(*start, encoding)
-            last = max(first, self.offset_at(*end, encoding))
-            self.text = self.text[:first] + text + self.text[last:]
-        self._index_lines()
+            self._index_lines()
+            return
+        first = self.offset_at(*start, encoding)
+        last = max(first, self.offset_at(*end, encoding))
+        removed = self.text[first:last]
+        self.text = self.text[:first] + text + self.text[last:]
+        if _LINE_BREAK.search(removed) or _LINE_BREAK.search(text) or self.text[first - 1 : first] == "\r":
+            self._index_lines()
+            return
+        # A keystroke inside one line: later lines only move (re-indexing costs ~0.5 ms per 100 kB).
+        line = bisect.bisect_right(self._line_starts, first) - 1
+        delta = len(text) - len(removed)
+        if delta:
+            self._line_starts[line + 1 :] = [start + delta for start in self._line_starts[line + 1 :]]
 
     @property
     def path(self) -> str:

@@ -32,7 +32,7 @@ class CursorView:
             line_prefix=line_prefix,
             line_suffix=rest[0].rstrip("\r"),
             next_lines=tuple(line.rstrip("\r") for line in rest[1 : lookahead + 1]),
-            indent_unit=detect_indent_unit(before[-20_000:] + after[:20_000]),
+            indent_unit=detect_indent_unit(before[-4000:] + after[:4000]),
         )
 
 

@@ -75,3 +75,22 @@ def test_any_position_maps_to_a_character_boundary(text, line, column, encoding)
     assert 0 <= offset <= len(text)
     back = doc.position_at(offset, encoding)
     assert doc.offset_at(*back, encoding) == offset
+
+
+@given(
+    text=st.text(alphabet=st.sampled_from("ab\n\r😀"), max_size=30),
+    edits=st.lists(
+        st.tuples(st.integers(0, 6), st.integers(0, 8), st.integers(0, 6), st.integers(0, 8),
+                  st.text(alphabet=st.sampled_from("xy\n\r😀"), max_size=4)),
+        max_size=6,
+    ),
+)
+def test_incremental_line_index_matches_a_fresh_one(text, edits) -> None:
+    doc = Document("file:///p", "plaintext", 1, text)
+    for line, column, end_line, end_column, insert in edits:
+        start, end = sorted([(line, column), (end_line, end_column)])
+        doc.apply_change(insert, start, end, "utf-16")
+        fresh = Document("file:///p", "plaintext", 1, doc.text)
+        assert doc.line_count == fresh.line_count
+        assert [doc.line(n) for n in range(doc.line_count)] == [fresh.line(n) for n in range(fresh.line_count)]
+        assert all(doc.offset_at(n, 0, "utf-32") == fresh.offset_at(n, 0, "utf-32") for n in range(doc.line_count))

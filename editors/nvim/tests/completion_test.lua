@@ -96,7 +96,9 @@ if vim.lsp.inline_completion ~= nil then
   end)
   h.test("inline completion: <Tab> is a plain Tab when nothing is shown", function()
     reset_buffer(bufnr)
+    -- A plain <Tab> then inserts one tab character (the python ftplugin sets expandtab and softtabstop).
     vim.bo[bufnr].expandtab = false
+    vim.bo[bufnr].softtabstop = 0
     h.feed("A<C-]><Tab><Esc>")
     h.wait_for("normal mode", function()
       return vim.api.nvim_get_mode().mode == "n"

@@ -9,6 +9,9 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   CancellationTokenSource,
+  type CodeAction,
+  CodeActionRequest,
+  CodeActionResolveRequest,
   createProtocolConnection,
   DidChangeConfigurationNotification,
   DidOpenTextDocumentNotification,
@@ -161,6 +164,8 @@ beforeAll(async () => {
       textDocument: {
         synchronization: { dynamicRegistration: false },
         inlineCompletion: { dynamicRegistration: false },
+        // What vscode-languageclient declares: code actions whose edit is filled in on resolve.
+        codeAction: { resolveSupport: { properties: ['edit'] }, dataSupport: true },
       },
     },
     initializationOptions: { mercury: settings },
@@ -214,6 +219,21 @@ describe('mercury-lsp over stdio', () => {
     const ready = statuses.filter((status) => status.state === 'ready' && status.latencyMs !== null);
     expect(ready.length).toBeGreaterThan(0);
     expect(ready.at(-1)?.latencyMs).toBeGreaterThan(0);
+  });
+
+  it('offers "Regenerate selection" on a selection and resolves it to an edit of that document', async () => {
+    const selection = { start: { line: 2, character: 4 }, end: { line: 2, character: 11 } };
+    const actions = (await connection.sendRequest(CodeActionRequest.type, {
+      textDocument: { uri: PYTHON_URI },
+      range: selection,
+      context: { diagnostics: [] },
+    })) as CodeAction[];
+    const fill = actions.find((action) => action.title === 'Regenerate selection');
+    expect(fill, JSON.stringify(actions)).toBeDefined();
+    const resolved = await connection.sendRequest(CodeActionResolveRequest.type, fill as CodeAction);
+    const edits = resolved.edit?.changes?.[PYTHON_URI];
+    expect(edits).toHaveLength(1);
+    expect(edits?.[0].range.start.line).toBe(2);
   });
 
   it('answers a cancelled request with RequestCancelled (-32800)', async () => {

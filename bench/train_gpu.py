@@ -1,0 +1,94 @@
+"""The bundled model's GPU training run: one H100/H200, under nine minutes, writes mercury_lsp/models/default.
+
+    python bench/train_gpu.py                 # 7.5 minutes of training, resumes from runs/gpu when present
+    python bench/train_gpu.py --minutes 3     # a shorter run (or a continuation of the last one)
+    python bench/train_gpu.py --check         # a few tiny CPU steps into a temp folder: the script's plumbing
+
+Same objective and code as `mercury-engine train` (engine/train.py), with the "gpu" preset: 23.5M parameters
+(d 512, 6 layers), sequences of 1,024 tokens, batches of 64, bf16 autocast, SDPA flash attention, torch.compile,
+example-building worker processes. The tokenizer of the current bundled model is reused so the vocabulary stays.
+Prints a table of the run at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+# The Triton kernels have no backward pass: training runs the torch references (SDPA still takes flash).
+os.environ["MERCURY_KERNELS"] = "reference"
+
+import torch  # noqa: E402
+
+from mercury_lsp.engine.train import PRESETS, run_training  # noqa: E402
+from mercury_lsp.models import BUNDLED_MODEL  # noqa: E402
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=7.5, help="training wall time (corpus and export aside)")
+    parser.add_argument("--work-dir", type=Path, default=REPOSITORY / "runs" / "gpu")
+    parser.add_argument("--export", type=Path, default=BUNDLED_MODEL)
+    parser.add_argument("--workers", type=int, default=min(12, max(1, (os.cpu_count() or 2) - 2)))
+    parser.add_argument("--no-compile", action="store_true")
+    parser.add_argument("--check", action="store_true", help="tiny CPU run into a temp folder")
+    args = parser.parse_args()
+
+    started = time.perf_counter()
+    tokenizer = BUNDLED_MODEL / "tokenizer.json"
+    if args.check:
+        scratch = Path(tempfile.mkdtemp(prefix="train_gpu_check_"))
+        config, device, minutes = PRESETS["tiny"], torch.device("cpu"), 1.0
+        work_dir, export, workers, compile_model, max_steps = scratch / "run", scratch / "model", 1, False, 5
+        tokenizer = None  # the tiny preset trains its own small tokenizer
+        roots = [Path(os.__file__).parent / "json"]
+    else:
+        if not torch.cuda.is_available():
+            print("train_gpu: no CUDA device here; use --check for a CPU dry run.", file=sys.stderr)
+            return 2
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        config, device, minutes = PRESETS["gpu"], torch.device("cuda"), args.minutes
+        work_dir, export, workers, compile_model, max_steps = (
+            args.work_dir, args.export, args.workers, not args.no_compile, None
+        )
+        roots = None
+    state = run_training(
+        work_dir,
+        config,
+        minutes,
+        export_to=export,
+        roots=roots,
+        exclude_repo=REPOSITORY,
+        tokenizer_from=tokenizer if tokenizer is not None and tokenizer.exists() else None,
+        device=device,
+        checkpoint_minutes=2.0,
+        max_steps=max_steps,
+        workers=workers,
+        compile_model=compile_model,
+        log=lambda line: print(line, file=sys.stderr, flush=True),
+    )
+    last = state.history[-1] if state.history else {}
+    rows = [
+        ("device", torch.cuda.get_device_name() if device.type == "cuda" else "cpu"),
+        ("steps (all runs)", state.step),
+        ("tokens seen (all runs)", f"{state.tokens_seen / 1e6:.1f}M"),
+        ("tokens/s (last window)", last.get("tokens_per_s", "-")),
+        ("loss (last window)", last.get("loss", "-")),
+        ("wall time of this run", f"{time.perf_counter() - started:.0f} s"),
+        ("model folder", export),
+    ]
+    print("| quantity | value |\n|---|---|")
+    for name, value in rows:
+        print(f"| {name} | {value} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

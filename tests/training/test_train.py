@@ -1,0 +1,93 @@
+"""The training loop at a tiny size: the loss goes down, runs resume, the export loads in the engine."""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import MODULES
+from tokenizers import Tokenizer
+
+from mercury_lsp.engine.checkpoint import load_checkpoint
+from mercury_lsp.engine.infill import InfillEngine, InfillRequest
+from mercury_lsp.engine.train import (
+    PRESETS,
+    ExampleBuilder,
+    TrainConfig,
+    batches,
+    learning_rate,
+    train,
+)
+from mercury_lsp.engine.vocab import Vocabulary
+
+TINY = PRESETS["tiny"]
+ENGINE_CLI = [sys.executable, "-c", "import sys; from mercury_lsp.engine.cli import main; sys.exit(main())"]
+
+
+def tiny_batches(vocab: Vocabulary, seed: int = 0):
+    builder = ExampleBuilder(list(MODULES.values()), vocab, TINY.seq_len, TINY.infill_fraction, random.Random(seed))
+    return batches(builder, TINY.batch_size)
+
+
+def test_loss_goes_down_and_the_export_loads(tmp_path: Path, vocab: Vocabulary) -> None:
+    torch.manual_seed(0)
+    state = train(
+        tmp_path / "run", tiny_batches(vocab), vocab.tokenizer, TINY, minutes=5, max_steps=150,
+        log=lambda _: None, log_every=25,
+    )
+    losses = [record["loss"] for record in state.history]
+    assert len(losses) == 6
+    assert losses[-1] < 0.75 * losses[0], losses
+
+    loaded = load_checkpoint(tmp_path / "run" / "model", device="cpu")
+    config = json.loads((tmp_path / "run" / "model" / "config.json").read_text())
+    assert config["mercury_prediction"] == "in_place" and config["model_type"] == "mercury"
+    assert "expand_token_id" not in config and "delete_token_id" not in config
+    assert config["mercury_training"]["steps"] == 150
+    assert not loaded.model.config.shifted
+    # The exported bf16 weights are the trained weights, rounded.
+    saved = torch.load(tmp_path / "run" / "state.pt", weights_only=False)["model"]
+    for name, tensor in loaded.model.state_dict().items():
+        assert torch.equal(tensor, saved[name].to(torch.bfloat16).float()), name
+    result = InfillEngine(loaded).infill(
+        InfillRequest("def add(a, b):\n    return ", "\n", max_tokens=8, length_mode="filler")
+    )
+    assert isinstance(result.text, str) and result.steps >= 1
+
+
+def test_a_run_resumes_where_it_stopped(tmp_path: Path, vocab: Vocabulary) -> None:
+    work = tmp_path / "run"
+    first = train(work, tiny_batches(vocab), vocab.tokenizer, TINY, minutes=5, max_steps=4, log=lambda _: None)
+    assert first.step == 4
+    lines: list[str] = []
+    second = train(work, tiny_batches(vocab, 1), vocab.tokenizer, TINY, minutes=5, max_steps=7, log=lines.append)
+    assert second.step == 7 and second.tokens_seen == 7 * TINY.batch_size * TINY.seq_len
+    assert any("resumed at step 4" in line for line in lines)
+
+
+def test_learning_rate_warms_up_holds_and_decays() -> None:
+    config = TrainConfig(lr=1.0, warmup_steps=10, decay_fraction=0.2, min_lr_ratio=0.1)
+    assert learning_rate(config, 0, 0.0) == pytest.approx(0.1)
+    assert learning_rate(config, 50, 0.5) == 1.0
+    assert learning_rate(config, 50, 0.9) == pytest.approx(0.55)
+    assert learning_rate(config, 50, 1.0) == pytest.approx(0.1)
+
+
+def test_train_command_runs_and_rejects_bad_input(tmp_path: Path, corpus_root: Path, tokenizer_folder: Path) -> None:
+    command = [*ENGINE_CLI, "train", "--preset", "tiny", "--max-steps", "3",
+               "--work-dir", str(tmp_path / "run"), "--root", str(corpus_root), "--device", "cpu",
+               "--tokenizer", str(tokenizer_folder / "tokenizer.json"), "--export", str(tmp_path / "export")]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["steps"] == 3
+    assert Tokenizer.from_file(str(tmp_path / "export" / "tokenizer.json")).get_vocab_size() > 300
+    load_checkpoint(tmp_path / "export", device="cpu")
+
+    bad = subprocess.run(command[:-2] + ["--root", str(tmp_path / "missing")], capture_output=True, text=True)
+    assert bad.returncode == 2
+    assert bad.stderr.strip().startswith("mercury-engine: error: corpus root") and "Traceback" not in bad.stderr

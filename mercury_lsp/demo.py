@@ -23,6 +23,9 @@ LANGUAGES = {
 }
 
 
+CONTEXT_LINES = 3  # lines of the file shown above and below the cursor
+
+
 class DemoClient:
     """A pygls client driving `mercury-lsp` as an editor would, remembering what the server reports."""
 
@@ -133,20 +136,16 @@ async def complete_once(args: argparse.Namespace, path: Path, text: str, line: i
 
 
 def _show(report: dict[str, Any], location: str, before: str, after: str) -> None:
-    """The suggestion in place, then the figures."""
-    if report["state"] != "ready":
-        print(f"mercury-lsp demo: the engine is {report['state']}: {report.get('message')}")
-        return
-    line_start = before.rfind("\n") + 1
-    line_end = after.find("\n")
-    head = before[line_start:]
-    tail = after if line_end < 0 else after[:line_end]
+    """The suggestion in place between a few lines of its file, then the figures."""
     text = report["text"]
     print(f"{location}  (engine: {report['engine']}, ready after {report['startupS']} s)")
     print()
     if text:
         dim, bold, plain = ("\033[2m", "\033[1;32m", "\033[0m") if sys.stdout.isatty() else ("", "", "")
-        for row in f"{head}{bold}{text}{plain}{dim}{tail}{plain}".split("\n"):
+        above = "\n".join(before.split("\n")[-CONTEXT_LINES - 1 :])
+        below = "\n".join(after.split("\n")[: CONTEXT_LINES + 1])
+        shown = f"{dim}{above}{plain}{bold}{text}{plain}{dim}{below}{plain}"
+        for row in shown.split("\n"):
             print(f"    {row}")
     else:
         print("    (no suggestion: the model's text was empty after filtering)")
@@ -180,8 +179,11 @@ def run_demo(args: argparse.Namespace) -> int:
     except asyncio.TimeoutError:
         print(f"mercury-lsp demo: the engine was not ready within {args.wait:.0f} s.", file=sys.stderr)
         return 1
+    if report["state"] != "ready":
+        print(f"mercury-lsp demo: the engine is not ready ({report['state']}): {report['message']}", file=sys.stderr)
+        return 1
     if args.json:
         print(json.dumps(report, ensure_ascii=False))
     else:
         _show(report, args.location, before, after)
-    return 0 if report["state"] == "ready" else 1
+    return 0

@@ -156,7 +156,7 @@ class EngineLink:
                 self._set("ready", f"{health.get('model') or 'model'}{where}")
                 return
             if status != "loading":
-                raise EngineError(f"The engine reports status {status!r}.")
+                raise EngineError(health.get("message") or f"The engine reports status {status!r}.")
             self._set("loading", f"Loading {health.get('model') or 'the model'}.")
             await asyncio.sleep(self._poll_s)
 

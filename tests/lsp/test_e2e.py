@@ -10,6 +10,8 @@ import asyncio
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -308,3 +310,45 @@ async def test_a_dead_engine_is_restarted(runtime) -> None:
         await live.wait_for_state("ready", timeout=90)
         assert daemon.read_port_file()["pid"] != old["pid"]
         assert (await live.inline(URI, 5, 15)).items
+
+
+async def test_openai_backend_against_our_engine(runtime) -> None:
+    """The remote path: any OpenAI-compatible /v1/completions with `suffix`, here our own engine."""
+    async with engine_session(runtime) as live:
+        await open_ready(live)  # the module's engine is up
+    settings = {"engineUrl": engine_url(), "backend": "openai", "remoteModel": "tiny", "steps": 8}
+    async with session(settings, env=runtime["env"]) as live:
+        await open_ready(live)
+        cursor = offset(SOURCE, 5, 15)
+        context = build_context(SOURCE[:cursor], SOURCE[cursor:], path="pkg/calc.py", language_id="python",
+                                prefix_tokens=1024, suffix_tokens=256, extra="", count=estimate_tokens)
+        direct = http_json("/v1/completions", {"model": "tiny", "prompt": context.prefix, "suffix": context.suffix,
+                                               "max_tokens": 64, "n": 1, "temperature": 0})
+        want = postprocess(direct["choices"][0]["text"], CursorView.around(SOURCE[:cursor], SOURCE[cursor:]))
+        answer = await live.inline(URI, 5, 15)
+        assert want and [item.insert_text for item in answer.items] == [want]
+
+
+def test_demo_prints_the_completion_and_timings(runtime, tmp_path: Path) -> None:
+    source = tmp_path / "calc.py"
+    source.write_text(SOURCE)
+    command = [sys.executable, "-m", "mercury_lsp.cli", "demo", f"{source}:6:16", "--model", runtime["model"],
+               "--device", "cpu", "--steps", "8", "--json"]
+    done = subprocess.run(command, env=runtime["env"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["state"] == "ready" and report["text"]
+    assert report["latencyMs"] > 0 and report["engineMs"] > 0 and report["tokens"] > 0
+    human = subprocess.run(command[:-1], env=runtime["env"], capture_output=True, text=True, timeout=120)
+    assert human.returncode == 0 and "tokens/s" in human.stdout and "server overhead" in human.stdout
+
+
+def test_demo_refuses_a_bad_location_in_one_sentence(tmp_path: Path) -> None:
+    source = tmp_path / "calc.py"
+    source.write_text(SOURCE)
+    for location in (f"{source}:99:1", f"{tmp_path}/missing.py:1:1", "no-colons"):
+        done = subprocess.run([sys.executable, "-m", "mercury_lsp.cli", "demo", location],
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 2
+        assert done.stderr.startswith("mercury-lsp demo: ") and done.stderr.count("\n") == 1
+        assert "Traceback" not in done.stderr

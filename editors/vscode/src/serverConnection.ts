@@ -8,14 +8,14 @@ import {
   type ServerOptions,
   State,
 } from 'vscode-languageclient/node';
-import { findServerCommand, type ServerCommand } from './serverCommand';
+import { findServerCommand, type ServerCommand, type ServerCommandResult } from './serverCommand';
 import { type MercurySettings, serverSettings } from './settings';
 import { type MercuryStatus, STATUS_NOTIFICATION, type StatusBar } from './status';
 
 export const API_KEY_SECRET = 'mercury.apiKey';
 
 /** Resolve the server executable from the `mercury.server.*` settings. */
-export function configuredServerCommand(): ServerCommand | { problem: string } {
+function configuredServerCommand(): ServerCommandResult {
   const config = vscode.workspace.getConfiguration('mercury.server');
   return findServerCommand({
     serverPath: config.get<string>('path') ?? '',
@@ -28,6 +28,7 @@ export function configuredServerCommand(): ServerCommand | { problem: string } {
   });
 }
 
+/** One language client at a time, with the settings last sent to its server. */
 export class ServerConnection implements vscode.Disposable {
   private client: LanguageClient | undefined;
   private settings: MercurySettings | undefined;
@@ -38,11 +39,6 @@ export class ServerConnection implements vscode.Disposable {
     private readonly log: vscode.LogOutputChannel,
     private readonly statusBar: StatusBar,
   ) {}
-
-  /** The settings as last sent to the server. */
-  get currentSettings(): MercurySettings | undefined {
-    return this.settings;
-  }
 
   async start(): Promise<void> {
     const found = configuredServerCommand();

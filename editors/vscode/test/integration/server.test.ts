@@ -178,7 +178,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  if (connection !== undefined && server.exitCode === null) {
+  if (connection !== undefined && server?.exitCode === null) {
     await connection.sendRequest(ShutdownRequest.type);
     await connection.sendNotification(ExitNotification.type);
     connection.dispose();

@@ -775,7 +775,10 @@ def main(argv: list[str] | None = None) -> int:
     work = SMALL if args.small else REAL
     shapes = [presets[m][1 if args.small else 0] for m in wanted]
     reps = args.reps or (20 if cuda else 3)
-    card = torch.cuda.get_device_name(device) if cuda else f"CPU ({os.cpu_count()} cores)"
+    if not cuda:
+        # The CPU run proves the script; one thread keeps its figures steady on a shared machine.
+        torch.set_num_threads(1)
+    card = torch.cuda.get_device_name(device) if cuda else "CPU, 1 thread"
     lines = [
         f"# Denoising step on {card}",
         "",

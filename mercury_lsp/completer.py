@@ -18,7 +18,7 @@ from mercury_lsp.context import (
     tokenizer_counter,
 )
 from mercury_lsp.documents import Document
-from mercury_lsp.engine_client import EngineError, InfillRequest, InfillResult
+from mercury_lsp.engine_client import EngineClient, EngineError, InfillRequest, InfillResult
 from mercury_lsp.extra_context import ExtraContextRing
 from mercury_lsp.lifecycle import EngineLink
 from mercury_lsp.models import resolve_model_path
@@ -49,6 +49,15 @@ class Suggestions:
 NOTHING = Suggestions((), "none")
 
 
+@dataclass(frozen=True)
+class Prefetch:
+    """Engine work started for the cursor after an accepted suggestion."""
+
+    before: str
+    after: str
+    task: asyncio.Future
+
+
 class Completer:
     """Holds the open documents and answers completion and fill requests against the engine."""
 
@@ -64,6 +73,7 @@ class Completer:
         self.debounce = AdaptiveDebounce(self.settings.debounce_ms, self.settings.debounce_max_ms)
         self.count: TokenCounter = LineTokenCounter(estimate_tokens)
         self._counter_model: str | None = None
+        self._prefetches: dict[str, Prefetch] = {}
         self._on_result = on_result
 
     def configure(self, settings: Settings) -> None:
@@ -86,18 +96,61 @@ class Completer:
         document = self.documents.get(uri)
         if document is None:
             return
+        self._cancel_prefetch(uri)
+        accepted_at = self._accepted_suggestion(document, edits)
         for text, start, end in edits:
             document.apply_change(text, start, end, self.encoding)
         document.version = version
         self.debounce.keystroke(uri, time.monotonic())
         if self.settings.extra_context_tokens and edits and edits[-1][1] is not None:
             self.ring.remember(document, edits[-1][1][0])
+        if accepted_at is not None:
+            self._start_prefetch(document, accepted_at)
 
     def close(self, uri: str) -> None:
+        self._cancel_prefetch(uri)
         self.documents.pop(uri, None)
         self.cache.forget(uri)
         self.ring.forget(uri)
         self.debounce.forget(uri)
+
+    # Pre-computing the continuation of an accepted suggestion -------------------------------
+
+    def _accepted_suggestion(self, document: Document, edits: list) -> int | None:
+        """Where the cursor lands if this change inserts a suggestion we just showed, else None."""
+        if len(edits) != 1:
+            return None
+        text, start, end = edits[0]
+        if start is None or start != end or len(text) < 2:
+            return None
+        at = document.offset_at(*start, self.encoding)
+        shown = self.cache.get(document.uri, document.text[:at], document.text[at:], self._options())
+        return at + len(text) if shown and text in shown else None
+
+    def _start_prefetch(self, document: Document, offset: int) -> None:
+        before, after = document.text[:offset], document.text[offset:]
+        task = asyncio.ensure_future(self._prefetch(document, before, after))
+        self._prefetches[document.uri] = Prefetch(before, after, task)
+
+    def _cancel_prefetch(self, uri: str) -> None:
+        pending = self._prefetches.pop(uri, None)
+        if pending is not None:
+            pending.task.cancel()
+
+    async def _prefetch(self, document: Document, before: str, after: str) -> None:
+        client = self.engine.ready_client()
+        if client is None:
+            return
+        try:
+            await self._from_engine(client, document, before, after, self._options())
+        except EngineError as error:
+            log.info("prefetch failed: %s", error)
+
+    async def _await_prefetch(self, uri: str, before: str, after: str) -> None:
+        """Let a request for the very cursor being pre-computed wait for that work instead of repeating it."""
+        pending = self._prefetches.get(uri)
+        if pending is not None and not pending.task.done() and pending.before == before and pending.after == after:
+            await asyncio.shield(pending.task)
 
     def _relative_path(self, document: Document) -> str:
         path = document.path
@@ -160,6 +213,7 @@ class Completer:
         offset = document.offset_at(line, character, self.encoding)
         before, after = document.text[:offset], document.text[offset:]
         options = self._options()
+        await self._await_prefetch(document.uri, before, after)
         cached = self.cache.get(document.uri, before, after, options)
         if cached is not None:
             return self._report(Suggestions(cached, "cache", None, _ms_since(started)))
@@ -171,18 +225,24 @@ class Completer:
         if client is None:
             return NOTHING
         started = time.perf_counter()
-        view = CursorView.around(before, after)
-        request = self._request(document, before, after, self.settings.max_tokens,
-                                single_line=bool(view.line_suffix.strip()))
         try:
-            result = await client.infill(request)
+            texts, result = await self._from_engine(client, document, before, after, options)
         except EngineError as error:
             self.engine.engine_failed(error)
             log.warning("%s", error)
             return self._report(Suggestions((), "none", None, _ms_since(started), error))
+        return self._report(Suggestions(texts, "engine", result, _ms_since(started)))
+
+    async def _from_engine(self, client: EngineClient, document: Document, before: str, after: str,
+                           options: tuple) -> tuple[tuple[str, ...], InfillResult]:
+        """Ask the engine at a cursor, filter its texts and cache them."""
+        view = CursorView.around(before, after)
+        request = self._request(document, before, after, self.settings.max_tokens,
+                                single_line=bool(view.line_suffix.strip()))
+        result = await client.infill(request)
         texts = tuple(dict.fromkeys(t for t in (postprocess(raw, view) for raw in result.texts) if t))
         self.cache.put(document.uri, CachedCompletion(before, after, options, texts))
-        return self._report(Suggestions(texts, "engine", result, _ms_since(started)))
+        return texts, result
 
     def _report(self, suggestions: Suggestions) -> Suggestions:
         self._on_result(suggestions)

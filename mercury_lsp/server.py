@@ -112,10 +112,7 @@ class MercuryLanguageServer(LanguageServer):
         settings, problems = parse_settings(raw, self.completer.settings)
         for problem in problems:
             self.show_once(problem, types.MessageType.Warning)
-        was_enabled = self.completer.settings.enabled
-        self.completer.configure(settings)
-        if was_enabled and not settings.enabled:
-            self.send_status("disabled")
+        self.completer.configure(settings)  # the engine link reports a change to or from disabled
 
 
 server = MercuryLanguageServer()

@@ -25,6 +25,7 @@ from session import Session, session
 
 from mercury_lsp.context import build_context, estimate_tokens
 from mercury_lsp.engine import daemon
+from mercury_lsp.positions import text_length
 from mercury_lsp.postprocess import CursorView, postprocess
 
 ROOT = "/work/project"
@@ -352,3 +353,19 @@ def test_demo_refuses_a_bad_location_in_one_sentence(tmp_path: Path) -> None:
         assert done.returncode == 2
         assert done.stderr.startswith("mercury-lsp demo: ") and done.stderr.count("\n") == 1
         assert "Traceback" not in done.stderr
+
+
+async def test_accepting_a_suggestion_precomputes_the_next_one(runtime) -> None:
+    async with engine_session(runtime) as live:
+        await open_ready(live)
+        first = await live.inline(URI, 5, 15)
+        assert first.items, "the tiny model's text was filtered to nothing; pick another cursor"
+        shown = first.items[0].insert_text
+        before = infill_requests()
+        live.insert(URI, 2, 5, 15, shown)  # the editor inserts the accepted suggestion
+        answer = await live.inline(URI, 5, 15 + text_length(shown, "utf-16"), automatic=True)
+        assert infill_requests() == before + 1  # the pre-computation, which this request waited for
+        assert live.statuses[-1]["source"] == "cache"
+        accepted = SOURCE[: offset(SOURCE, 5, 15)] + shown
+        assert [item.insert_text for item in answer.items] == [
+            t for t in [expected(accepted, SOURCE[offset(SOURCE, 5, 15):])] if t]

@@ -87,7 +87,7 @@ class Completer:
         document = Document(uri, language_id, version, text)
         self.documents[uri] = document
         if self.settings.extra_context_tokens:
-            self.ring.remember(document, 0)
+            self.ring.remember(document, 0, self._relative_path(document))
         if self.settings.language_enabled(language_id):
             self.engine.ready_client()  # start loading the model while the user reads
 
@@ -103,7 +103,7 @@ class Completer:
         document.version = version
         self.debounce.keystroke(uri, time.monotonic())
         if self.settings.extra_context_tokens and edits and edits[-1][1] is not None:
-            self.ring.remember(document, edits[-1][1][0])
+            self.ring.remember(document, edits[-1][1][0], self._relative_path(document))
         if accepted_at is not None:
             self._start_prefetch(document, accepted_at)
 

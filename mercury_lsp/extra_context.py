@@ -28,14 +28,14 @@ class ExtraContextRing:
         self.chunk_lines = chunk_lines
         self._chunks: deque[Chunk] = deque()
 
-    def remember(self, document: Document, around_line: int) -> None:
-        """Take `chunk_lines` lines of `document` centred on `around_line` into the ring."""
+    def remember(self, document: Document, around_line: int, path: str) -> None:
+        """Take `chunk_lines` lines of `document` centred on `around_line` into the ring, shown as `path`."""
         uri = document.uri
         first = max(0, min(around_line - self.chunk_lines // 2, document.line_count - self.chunk_lines))
         text = document.excerpt(first, self.chunk_lines)
         if not text.strip():
             return
-        chunk = Chunk(uri, document.path, document.language_id, first, text)
+        chunk = Chunk(uri, path, document.language_id, first, text)
         self._chunks = deque(
             old for old in self._chunks
             if not (old.uri == uri and abs(old.first_line - first) < self.chunk_lines)

@@ -72,14 +72,14 @@ def test_extra_context_ring_newest_nearest_and_budgeted() -> None:
     first = Document("file:///one.py", "python", 1, "one = 1\nuno = 1\n")
     second = Document("file:///two.rs", "rust", 1, "let two = 2;\n")
     current = Document("file:///cur.py", "python", 1, "cur = 0\n")
-    ring.remember(first, 0)
-    ring.remember(second, 0)
-    ring.remember(current, 0)
+    ring.remember(first, 0, first.path)
+    ring.remember(second, 0, second.path)
+    ring.remember(current, 0, current.path)
     rendered = ring.render("file:///cur.py", budget=100, count=words)
     assert rendered == "# /one.py\none = 1\nuno = 1\n// /two.rs\nlet two = 2;\n"
     assert ring.render("file:///cur.py", budget=6, count=words) == "// /two.rs\nlet two = 2;\n"
     assert ring.render("file:///cur.py", budget=0, count=words) == ""
     first.apply_change("ONE = 1\n", (0, 0), (1, 0), "utf-16")
-    ring.remember(first, 0)  # replaces the older chunk of the same place
+    ring.remember(first, 0, first.path)  # replaces the older chunk of the same place
     ring.forget("file:///two.rs")
     assert ring.render("file:///cur.py", budget=100, count=words) == "# /one.py\nONE = 1\nuno = 1\n"

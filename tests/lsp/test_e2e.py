@@ -369,3 +369,20 @@ async def test_accepting_a_suggestion_precomputes_the_next_one(runtime) -> None:
         accepted = SOURCE[: offset(SOURCE, 5, 15)] + shown
         assert [item.insert_text for item in answer.items] == [
             t for t in [expected(accepted, SOURCE[offset(SOURCE, 5, 15):])] if t]
+
+
+async def test_extra_context_from_another_open_document_goes_before_the_prefix(runtime) -> None:
+    helper = "def scale(value, factor):\n    return value * factor\n"
+    async with engine_session(runtime, extraContextTokens=200) as live:
+        live.open(f"file://{ROOT}/pkg/helpers.py", helper)
+        await open_ready(live)
+        cursor = offset(SOURCE, 5, 15)
+        context = build_context(SOURCE[:cursor], SOURCE[cursor:], path="pkg/calc.py", language_id="python",
+                                prefix_tokens=1024, suffix_tokens=256, extra="# pkg/helpers.py\n" + helper,
+                                count=estimate_tokens)
+        direct = http_json("/v1/infill", {"prefix": context.prefix, "suffix": context.suffix, "max_tokens": 64,
+                                          "n": 1, "single_line": False, "steps": 8})
+        want = postprocess(direct["text"], CursorView.around(SOURCE[:cursor], SOURCE[cursor:]))
+        answer = await live.inline(URI, 5, 15)
+        assert want and [item.insert_text for item in answer.items] == [want]
+        assert want != expected(SOURCE[:cursor], SOURCE[cursor:])  # the extra context changed the answer

@@ -74,7 +74,7 @@ def _attend_block(
 def _canvas_attention_kernel(
     q_ptr, k_ctx_ptr, v_ctx_ptr, ctx_len_ptr, k_new_ptr, v_new_ptr, new_len_ptr, out_ptr,
     part_ptr, lse_ptr,
-    n_batch, n_kv_heads, group, n_canvas, qk_scale,
+    n_batch, n_kv_heads, group, n_canvas, ctx_capacity, qk_scale,
     sq_b, sq_h, sq_c, skc_b, skc_h, skc_t, svc_b, svc_h, svc_t,
     skn_b, skn_h, skn_c, svn_b, svn_h, svn_c, so_b, so_h, so_c,
     HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
@@ -102,7 +102,8 @@ def _canvas_attention_kernel(
     l_i = tl.zeros([BLOCK_M], tl.float32)
     acc = tl.zeros([BLOCK_M, HEAD_DIM], tl.float32)
 
-    ctx_len = tl.load(ctx_len_ptr + b).to(tl.int32)
+    # Lengths past the buffers count as the whole buffer, as in the reference.
+    ctx_len = tl.minimum(tl.load(ctx_len_ptr + b).to(tl.int32), ctx_capacity)
     k_base = k_ctx_ptr + b * skc_b + kv_head * skc_h
     v_base = v_ctx_ptr + b * svc_b + kv_head * svc_h
     for start in range(split * BLOCK_N, ctx_len, tl.num_programs(2) * BLOCK_N):
@@ -110,7 +111,7 @@ def _canvas_attention_kernel(
             q, acc, m_i, l_i, k_base, v_base, skc_t, start, ctx_len, qk_scale, dims, BLOCK_N, PRECISION
         )
     if split == tl.num_programs(2) - 1:
-        new_len = tl.load(new_len_ptr + b).to(tl.int32)
+        new_len = tl.minimum(tl.load(new_len_ptr + b).to(tl.int32), n_canvas)
         kn_base = k_new_ptr + b * skn_b + kv_head * skn_h
         vn_base = v_new_ptr + b * svn_b + kv_head * svn_h
         for start in range(0, new_len, BLOCK_N):
@@ -205,6 +206,9 @@ def canvas_attention_triton(
             raise ValueError("canvas_attention_triton needs the head dimension contiguous")
     if out is None:
         out = torch.empty(q.shape, dtype=q.dtype, device=q.device)
+    if ctx_capacity == 0:
+        # An empty buffer may have no storage to point at; nothing is read from it either way.
+        k_ctx, v_ctx = k_new, v_new
     group = n_heads // n_kv_heads
     rows = group * n_canvas
     block_m = min(64, max(16, next_power_of_2(rows)))
@@ -219,7 +223,7 @@ def canvas_attention_triton(
     precision = "ieee" if q.dtype == torch.float32 else "tf32"
     _canvas_attention_kernel[(m_blocks, n_batch * n_kv_heads, splits)](
         q, k_ctx, v_ctx, ctx_len, k_new, v_new, new_len, out, part, lse,
-        n_batch, n_kv_heads, group, n_canvas, scale * _LOG2_E,
+        n_batch, n_kv_heads, group, n_canvas, ctx_capacity, scale * _LOG2_E,
         q.stride(0), q.stride(1), q.stride(2),
         k_ctx.stride(0), k_ctx.stride(1), k_ctx.stride(2), v_ctx.stride(0), v_ctx.stride(1), v_ctx.stride(2),
         k_new.stride(0), k_new.stride(1), k_new.stride(2), v_new.stride(0), v_new.stride(1), v_new.stride(2),

@@ -110,6 +110,12 @@ def confidence_triton(
     n_rows, vocab = logits.shape
     if logits.stride(-1) != 1:
         logits = logits.contiguous()
+    if filler_ids.numel() == 0:
+        # An empty tensor may have no storage to point at; the kernel reads none of it.
+        filler_ids = torch.zeros(1, dtype=torch.long, device=logits.device)
+        n_filler = 0
+    else:
+        n_filler = filler_ids.numel()
     chunk = block_v * blocks_per_chunk
     n_chunks = -(-vocab // chunk)
     device = logits.device
@@ -117,7 +123,7 @@ def confidence_triton(
     part_id, part_nf_id = (torch.empty((n_rows, n_chunks), dtype=torch.int32, device=device) for _ in range(2))
     _confidence_partial_kernel[(n_rows, n_chunks)](
         logits, filler_ids, part_max, part_sum, part_id, part_nf, part_nf_id,
-        vocab, logits.stride(0), filler_ids.numel(), chunk, n_chunks, BLOCK_V=block_v, num_warps=8,
+        vocab, logits.stride(0), n_filler, chunk, n_chunks, BLOCK_V=block_v, num_warps=8,
     )
     p_best, p_nf = (torch.empty(n_rows, dtype=torch.float32, device=device) for _ in range(2))
     id_best, id_nf = (torch.empty(n_rows, dtype=torch.int64, device=device) for _ in range(2))

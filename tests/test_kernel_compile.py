@@ -86,7 +86,7 @@ def test_commit_compiles(has_min_commits: bool) -> None:
 def test_canvas_attention_compiles(dtype: str, split: bool) -> None:
     tensors = ("q_ptr", "k_ctx_ptr", "v_ctx_ptr", "k_new_ptr", "v_new_ptr", "out_ptr")
     strides = _ints(
-        "n_batch", "n_kv_heads", "group", "n_canvas",
+        "n_batch", "n_kv_heads", "group", "n_canvas", "ctx_capacity",
         "sq_b", "sq_h", "sq_c", "skc_b", "skc_h", "skc_t", "svc_b", "svc_h", "svc_t",
         "skn_b", "skn_h", "skn_c", "svn_b", "svn_h", "svn_c", "so_b", "so_h", "so_c",
     )  # fmt: skip

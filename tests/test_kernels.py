@@ -155,8 +155,9 @@ def test_canvas_attention(
     q = torch.randn(batch, n_heads, canvas, head_dim)
     k_ctx, v_ctx = torch.randn(2, batch, n_kv_heads, capacity, head_dim).unbind(0)
     k_new, v_new = torch.randn(2, batch, n_kv_heads, canvas, head_dim).unbind(0)
-    # Context lengths differ per row (one row has no context); the canvas of one row is partly padding.
-    ctx_len = torch.tensor([capacity, 37, 0])
+    # Context lengths differ per row (one row has no context, one claims more than the buffer holds);
+    # the canvas of one row is partly padding.
+    ctx_len = torch.tensor([capacity + 5, 37, 0])
     new_len = torch.tensor([canvas, max(1, canvas - 2), canvas])
     # The output is written through a transposed view, as the model's [B, C, H, D] layout needs.
     out = _real_empty(batch, canvas, n_heads, head_dim).fill_(float("nan")).transpose(1, 2)
@@ -174,7 +175,7 @@ def test_canvas_attention_without_a_context(poisoned: None) -> None:
     q = torch.randn(batch, n_heads, canvas, head_dim)
     k_new, v_new = torch.randn(2, batch, n_kv_heads, canvas, head_dim).unbind(0)
     ctx_len, new_len = torch.zeros(batch, dtype=torch.long), torch.tensor([9, 4])
-    empty = k_new[:, :, :0]
+    empty = torch.empty(batch, n_kv_heads, 0, head_dim)
     got = attention.canvas_attention_triton(q, empty, empty, ctx_len, k_new, v_new, new_len, 0.3)
     ref = attention.canvas_attention_reference(q, empty, empty, ctx_len, k_new, v_new, new_len, 0.3)
     torch.testing.assert_close(got, ref)

@@ -12,6 +12,7 @@ shapes, random bf16 weights) is built here, not taken from the engine.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import importlib.util
 import math
@@ -19,7 +20,8 @@ import os
 import statistics
 import sys
 import time
-from collections.abc import Callable
+import traceback
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -441,12 +443,26 @@ def relative_error(out: torch.Tensor, ref: torch.Tensor) -> float:
     return ((out - ref).norm() / ref.norm().clamp_min(1e-30)).item()
 
 
-def check_kernels(
-    shapes: list[Shape], work: Workload, device: torch.device, dtype: torch.dtype, kern: StepKernels
-) -> list[tuple[str, str, str, bool]]:
-    """Each kernel of `kern` on random data against the float32 reference: (kernel, shape, error, ok) rows."""
-    rows: list[tuple[str, str, str, bool]] = []
+CheckRow = tuple[str, str, str, bool]
+
+
+@contextlib.contextmanager
+def reported(rows: list[CheckRow], kernel: str, where: str) -> Iterator[None]:
+    """Turn an exception into a failed row: one broken kernel must not cost the rest of a scarce GPU run."""
+    try:
+        yield
+    except Exception as err:  # reported in the table and on stderr
+        traceback.print_exc()
+        rows.append((kernel, where, f"{type(err).__name__}: {err}"[:160], False))
+
+
+def check_shape(
+    s: Shape, work: Workload, device: torch.device, dtype: torch.dtype, kern: StepKernels
+) -> list[CheckRow]:
+    """The kernels of `kern` at the shapes of `s` on random data against the float32 reference."""
+    rows: list[CheckRow] = []
     gen = torch.Generator(device=device).manual_seed(2)
+    c, n_q, n_kv, d = work.canvas, s.heads, s.kv_heads, s.head_dim
 
     def randn(*size: int, scale: float = 1.0) -> torch.Tensor:
         return (torch.randn(size, generator=gen, device=device) * scale).to(dtype)
@@ -455,59 +471,67 @@ def check_kernels(
         err = max(relative_error(o, r) for o, r in pairs)
         rows.append((kernel, where, f"{err:.1e}", err < RELATIVE_ERROR_LIMIT))
 
-    c = work.canvas
-    for s in shapes:
+    where = f"{s.name}: [{c}, {s.hidden}]"
+    with reported(rows, "rms_norm + residual", where):
         x, res, weight = randn(c, s.hidden), randn(c, s.hidden), randn(s.hidden, scale=0.1) + 1
         normed, hidden = kern.rms_norm(x, weight, EPS, res)
         ref_normed, ref_hidden = REFERENCE.rms_norm(x.float(), weight.float(), EPS, res.float())
-        add("rms_norm + residual", f"{s.name}: [{c}, {s.hidden}]", (normed, ref_normed), (hidden, ref_hidden))
+        add("rms_norm + residual", where, (normed, ref_normed), (hidden, ref_hidden))
 
-        qkv = randn(1, c, s.heads + 2 * s.kv_heads, s.head_dim)
+    where = f"{s.name}: q [1, {c}, {n_q}, {d}]"
+    with reported(rows, "rope (q, k in place)", where):
+        qkv = randn(1, c, n_q + 2 * n_kv, d)
         ref_qkv = qkv.float()
-        cos, sin = rope_table(s, work.context + c, device)
-        cos, sin = cos[None, work.prefix : work.prefix + c], sin[None, work.prefix : work.prefix + c]
-        n_q, n_kv = s.heads, s.kv_heads
+        cos, sin = (t[None, work.prefix : work.prefix + c] for t in rope_table(s, work.context + c, device))
         kern.rope(qkv[:, :, :n_q], qkv[:, :, n_q : n_q + n_kv], cos, sin)
         REFERENCE.rope(ref_qkv[:, :, :n_q], ref_qkv[:, :, n_q : n_q + n_kv], cos, sin)
-        add("rope (q, k in place)", f"{s.name}: q [1, {c}, {n_q}, {s.head_dim}]", (qkv, ref_qkv))
+        add("rope (q, k in place)", where, (qkv, ref_qkv))
 
+    where = f"{s.name}: [{c}, {s.intermediate}]"
+    with reported(rows, "swiglu", where):
         gate_up = randn(c, 2 * s.intermediate, scale=2.0)
         gate, up = gate_up[:, : s.intermediate], gate_up[:, s.intermediate :]
-        add(
-            "swiglu", f"{s.name}: [{c}, {s.intermediate}]",
-            (kern.swiglu(gate, up), REFERENCE.swiglu(gate.float(), up.float())),
-        )  # fmt: skip
+        add("swiglu", where, (kern.swiglu(gate, up), REFERENCE.swiglu(gate.float(), up.float())))
 
-        # (valid context per row, cache capacity, canvas): two ragged rows at the bench context, then 32k.
-        long = work.long_context
-        cases = [((work.context, work.context * 2 // 3), work.context, c), ((long,), long, 1), ((long,), long, c)]
-        for batch_lens, capacity, size in cases + [((long,), long, 256)]:
+    # (valid context per row, cache capacity, canvas): two ragged rows at the bench context, then 32k.
+    long = work.long_context
+    cases = [((work.context, work.context * 2 // 3), work.context, c), ((long,), long, 1), ((long,), long, c)]
+    for batch_lens, capacity, size in cases + [((long,), long, 256)]:
+        where = f"{s.name}: canvas {size}, context {list(batch_lens)}"
+        with reported(rows, "canvas attention", where):
             b = len(batch_lens)
-            q = randn(b, size, s.heads, s.head_dim)
-            k_new, v_new = randn(b, size, s.kv_heads, s.head_dim), randn(b, size, s.kv_heads, s.head_dim)
-            k_ctx, v_ctx = randn(b, s.kv_heads, capacity, s.head_dim), randn(b, s.kv_heads, capacity, s.head_dim)
+            q, k_new, v_new = randn(b, size, n_q, d), randn(b, size, n_kv, d), randn(b, size, n_kv, d)
+            k_ctx, v_ctx = randn(b, n_kv, capacity, d), randn(b, n_kv, capacity, d)
             ctx_len = torch.tensor(batch_lens, device=device)
             new_len = torch.tensor([size] + [max(1, size - 5)] * (b - 1), device=device)
-            scale = 1.0 / math.sqrt(s.head_dim)
+            scale = 1.0 / math.sqrt(d)
             out = kern.attention(q, k_ctx, v_ctx, ctx_len, k_new, v_new, new_len, scale)
             ref = REFERENCE.attention(
                 q.float(), k_ctx.float(), v_ctx.float(), ctx_len, k_new.float(), v_new.float(), new_len, scale
             )
-            add("canvas attention", f"{s.name}: canvas {size}, context {list(batch_lens)}", (out, ref))
+            add("canvas attention", where, (out, ref))
 
+    where = f"{s.name}: [{c}, {s.vocab}]"
+    with reported(rows, "confidence", where):
         logits = randn(c, s.vocab, scale=3.0)
-        got = kern.confidence(logits, torch.tensor([s.vocab - 2, s.vocab - 3], device=device))
-        ref = REFERENCE.confidence(logits.float(), torch.tensor([s.vocab - 2, s.vocab - 3], device=device))
+        fillers = torch.tensor([s.vocab - 2, s.vocab - 3], device=device)
+        got = kern.confidence(logits, fillers)
+        ref = REFERENCE.confidence(logits.float(), fillers)
         # bf16 logits tie often: an id is right when its logit is the maximal one.
         lf = logits.float()
-        no_filler = lf.index_fill(-1, torch.tensor([s.vocab - 2, s.vocab - 3], device=device), float("-inf"))
+        no_filler = lf.index_fill(-1, fillers, float("-inf"))
         ids_ok = torch.equal(lf.gather(1, got[1][:, None])[:, 0], lf.max(-1).values) and torch.equal(
             no_filler.gather(1, got[3][:, None])[:, 0], no_filler.max(-1).values
         )
         err = max(relative_error(got[0], ref[0]), relative_error(got[2], ref[2]))
         ok = ids_ok and err < RELATIVE_ERROR_LIMIT
-        rows.append(("confidence", f"{s.name}: [{c}, {s.vocab}]", f"{err:.1e}, ids {'ok' if ids_ok else 'WRONG'}", ok))
+        rows.append(("confidence", where, f"{err:.1e}, ids {'ok' if ids_ok else 'WRONG'}", ok))
+    return rows
 
+
+def check_commit(device: torch.device, kern: StepKernels) -> list[CheckRow]:
+    """Commit selection must match the reference exactly."""
+    gen = torch.Generator(device=device).manual_seed(3)
     batch, size = 8, 256
     p_best = torch.rand(batch, size, generator=gen, device=device)
     args = (
@@ -523,8 +547,7 @@ def check_kernels(
     got = kern.commit(*args, min_commits=min_commits)
     ref = REFERENCE.commit(*args, min_commits=min_commits)
     same = all(torch.equal(g, r) for g, r in zip(got, ref))
-    rows.append(("commit selection", f"[{batch}, {size}], min_commits 0..{batch - 1}", "exact" if same else "DIFFERS", same))
-    return rows
+    return [("commit selection", f"[{batch}, {size}], min_commits 0..{batch - 1}", "exact" if same else "DIFFERS", same)]
 
 
 def time_kernels(
@@ -788,13 +811,19 @@ def main(argv: list[str] | None = None) -> int:
     ]
     print("\n".join(lines), flush=True)
 
-    checks = check_kernels(shapes, work, device, dtype, fast)
+    checks = [row for shape in shapes for row in check_shape(shape, work, device, dtype, fast)]
+    with reported(checks, "commit selection", "[8, 256]"):
+        checks += check_commit(device, fast)
     check_md = markdown_table(
         ["kernel", "shape", "‖out − ref‖ / ‖ref‖", "ok"], [[k, s, e, "ok" if ok else "FAIL"] for k, s, e, ok in checks]
     )
     print(f"\n## Kernels against the float32 reference (limit {RELATIVE_ERROR_LIMIT:g})\n\n{check_md}", flush=True)
 
-    kernel_rows = [row for shape in shapes for row in time_kernels(shape, work, device, dtype, fast, reps)]
+    kernel_rows: list[list[str]] = []
+    failures: list[CheckRow] = []
+    for shape in shapes:
+        with reported(failures, "kernel times", shape.name):
+            kernel_rows += time_kernels(shape, work, device, dtype, fast, reps)
     kernels_md = markdown_table(["op", "shape", "reference µs", f"{fast.name} µs", "speed-up"], kernel_rows)
     print(f"\n## Kernel times (eager launches)\n\n{kernels_md}", flush=True)
 
@@ -803,13 +832,16 @@ def main(argv: list[str] | None = None) -> int:
     figures = []
     for shape in shapes:
         t0 = time.perf_counter()
-        figures.append(measure(shape, work, device, dtype, bandwidth, reps, fast))
+        with reported(failures, "step timings", shape.name):
+            figures.append(measure(shape, work, device, dtype, bandwidth, reps, fast))
         if cuda:
             torch.cuda.empty_cache()
         print(f"measured {shape.name} in {time.perf_counter() - t0:.0f} s", flush=True)
     timings_md = timing_table(figures, work, cuda, fast.name)
     targets_md = target_table(figures, card) if not args.small else "(targets apply to the real shapes on a GPU)"
     print(f"\n## Step timings\n\n{timings_md}\n\n## Targets\n\n{targets_md}", flush=True)
+    for what, name, error, _ in failures:
+        print(f"FAILED {what} for {name}: {error}", flush=True)
     elapsed = f"\nwhole run: {time.perf_counter() - started:.0f} s"
     print(elapsed)
     if args.out:
@@ -821,7 +853,7 @@ def main(argv: list[str] | None = None) -> int:
             + f"## Kernel times (eager launches)\n\n{kernels_md}\n\n## Step timings\n\n{timings_md}\n\n"
             + f"## Targets\n\n{targets_md}\n{elapsed}\n"
         )
-    return 0 if all(ok for *_, ok in checks) else 1
+    return 0 if all(ok for *_, ok in checks) and not failures else 1
 
 
 def write_report(path: Path, text: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import signal
@@ -13,7 +14,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from mercury_lsp.engine import daemon
+from mercury_lsp.engine import daemon, server_cli
 
 START_SNIPPET = (
     "import sys; from mercury_lsp.engine.daemon import ensure_engine; "
@@ -66,6 +67,14 @@ def test_ensure_engine_starts_a_detached_engine_that_status_and_stop_see(runtime
     assert not daemon._alive(endpoint.pid)
     assert not (runtime / daemon.PORT_FILE).exists()
     assert daemon.running_engine() is None
+
+
+def test_status_and_stop_when_nothing_runs(runtime, capsys):
+    assert server_cli.cmd_status(argparse.Namespace(json=False)) == 1
+    assert server_cli.cmd_stop(argparse.Namespace(timeout=1.0)) == 0
+    out = capsys.readouterr().out
+    assert f"no engine is running (runtime folder {runtime})" in out
+    assert "no engine was running" in out
 
 
 def test_racing_auto_starts_share_one_engine(runtime, tiny_checkpoint):

@@ -81,6 +81,22 @@ async def test_completions_speak_the_openai_shape(shared_engine):
     assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
 
 
+async def test_completions_take_a_prompt_list_and_list_the_model(shared_engine, tiny_checkpoint):
+    status, body, _ = await post(shared_engine.url, "/v1/completions", {"prompt": [PREFIX], "max_tokens": 4})
+    assert status == 200 and len(body["choices"]) == 1
+    async with aiohttp.ClientSession() as session:
+        async with session.get(shared_engine.url + "/v1/models") as response:
+            models = await response.json()
+    assert [m["id"] for m in models["data"]] == [tiny_checkpoint.name]
+
+
+async def test_cancel_of_an_unknown_id_says_so(shared_engine):
+    status, body, _ = await post(shared_engine.url, "/v1/cancel", {"id": "nobody"})
+    assert status == 200 and body == {"id": "nobody", "cancelled": False}
+    status, body, _ = await post(shared_engine.url, "/v1/cancel", {})
+    assert status == 400
+
+
 async def test_completions_cut_text_at_stop_strings(shared_engine):
     request = {"prompt": PREFIX, "suffix": SUFFIX, "max_tokens": 24, "seed": 1}
     _, full, _ = await post(shared_engine.url, "/v1/completions", request)

@@ -55,6 +55,7 @@ class Ticket:
     received: float = field(default_factory=time.perf_counter)
     jobs: list = field(default_factory=list)
     cancelled: str | None = None  # the reason, once called off
+    replied: bool = False  # an answer is on its way to the event loop
 
 
 def _settle(future: asyncio.Future, value: Any, error: BaseException | None) -> None:
@@ -125,7 +126,7 @@ class Batcher:
     def cancel(self, ticket: Ticket, reason: str) -> bool:
         """Call a request off; its jobs leave before the next step. False when it had already finished."""
         with self._cond:
-            if ticket.cancelled or ticket.future.done():
+            if ticket.cancelled or ticket.replied:
                 return False
             ticket.cancelled = reason
             self._forget(ticket)
@@ -137,7 +138,8 @@ class Batcher:
             self.metrics.set_load(len(self._waiting), len(self._active))
             self._cond.notify()
         self.metrics.count_cancellation(reason)
-        ticket.loop.call_soon_threadsafe(_settle, ticket.future, None, Cancelled(f"The request was cancelled ({reason})."))
+        cancelled = Cancelled(f"The request was cancelled ({reason}).")
+        ticket.loop.call_soon_threadsafe(_settle, ticket.future, None, cancelled)
         return True
 
     def cancel_client_id(self, client_id: str) -> bool:
@@ -202,20 +204,16 @@ class Batcher:
             self._reply(ticket, error=NotReady("The engine is shutting down."))
 
     def _admit(self) -> list[Ticket]:
-        """Waiting requests that fit in the batch, first come first served (caller holds the lock)."""
-        self._active = [t for t in self._active if not t.cancelled]
+        """Waiting requests that fit in the batch, first come first served (caller holds the lock).
+
+        A request wider than the whole batch still runs, alone."""
         rows = sum(len(t.jobs) for t in self._active)
         admitted = []
         while self._waiting:
-            ticket = self._waiting[0]
-            if ticket.cancelled:
-                self._waiting.popleft()
-                continue
-            wanted = ticket.fields.get("n", 1)
+            wanted = self._waiting[0].fields.get("n", 1)
             if rows and rows + wanted > self.max_batch:
                 break
-            self._waiting.popleft()
-            admitted.append(ticket)
+            admitted.append(self._waiting.popleft())
             rows += wanted
         return admitted
 
@@ -238,8 +236,7 @@ class Batcher:
 
     def _step(self) -> None:
         with self._cond:
-            self._active = [t for t in self._active if not t.cancelled]
-            active = list(self._active)
+            active = list(self._active)  # cancel() may remove tickets while this step runs
         jobs = [job for ticket in active for job in ticket.jobs if not job.done]
         if jobs:
             started = time.perf_counter()
@@ -266,6 +263,7 @@ class Batcher:
 
     def _reply(self, ticket: Ticket, value: Any = None, error: BaseException | None = None) -> None:
         with self._cond:
+            ticket.replied = True
             if ticket in self._active:
                 self._active.remove(ticket)
             self._forget(ticket)

@@ -37,9 +37,11 @@ ACCESS_LOG_FORMAT = '%a "%r" %s %b %Tf'  # no headers: the bearer key must never
 
 @dataclass
 class ServeConfig:
+    """Everything `mercury-engine serve` was told."""
+
+    model_path: Path
     host: str = "127.0.0.1"
     port: int = 8765
-    model_path: Path = Path(".")
     device: str = "auto"
     api_key: str | None = None
     max_batch: int = 16

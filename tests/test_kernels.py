@@ -83,9 +83,8 @@ def test_rope_in_place_on_a_fused_qkv(n_heads: int, n_kv_heads: int, seq_len: in
     rq, rk = ref[:, :, :n_heads], ref[:, :, n_heads : n_heads + n_kv_heads]
     rope.rope_triton(q, k, cos, sin)
     rope.rope_reference(rq, rk, cos, sin)
+    # The whole fused tensor: rotated q and k, and values the kernel must leave alone.
     torch.testing.assert_close(qkv, ref)
-    # The values were left alone by the reference: the kernel must not touch them either.
-    torch.testing.assert_close(qkv[:, :, n_heads + n_kv_heads :], ref[:, :, n_heads + n_kv_heads :])
 
 
 @pytest.mark.parametrize(

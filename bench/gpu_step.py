@@ -834,6 +834,8 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         with reported(failures, "step timings", shape.name):
             figures.append(measure(shape, work, device, dtype, bandwidth, reps, fast))
+            # Printed at once as well: a run cut short by a time limit keeps what it measured.
+            print(f"\n{timing_table(figures[-1:], work, cuda, fast.name)}", flush=True)
         if cuda:
             torch.cuda.empty_cache()
         print(f"measured {shape.name} in {time.perf_counter() - t0:.0f} s", flush=True)

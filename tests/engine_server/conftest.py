@@ -26,7 +26,7 @@ def start_engine(tmp_path: Path, tiny_checkpoint: Path) -> Iterator:
         engine.stop()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def shared_engine(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path) -> Iterator[EngineProcess]:
     """One ready engine for the tests that only need to talk to it."""
     engine = EngineProcess(tmp_path_factory.mktemp("shared"), tiny_checkpoint, ["--max-batch", "16"])

@@ -54,9 +54,8 @@ def answer(body: dict) -> tuple:
     return body["text"], body.get("candidates"), body["tokens"], body["steps"]
 
 
-async def test_eight_concurrent_clients_get_the_serial_results(start_engine):
-    engine = start_engine("--max-batch", "16")
-    engine.wait_ready()
+async def test_eight_concurrent_clients_get_the_serial_results(shared_engine):
+    engine = shared_engine
     requests = varied_requests()
     async with aiohttp.ClientSession() as session:
         serial = [await infill(session, engine.url, r) for r in requests]

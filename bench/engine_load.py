@@ -178,7 +178,7 @@ def main() -> None:
         finally:
             server.stop()
 
-    print(f"model: {label} ({health['model']}), engine CPU threads: {args.threads}, {os.cpu_count()} cores, "
+    print(f"model: {label}, engine CPU threads: {args.threads}, {os.cpu_count()} cores, "
           f"{platform.processor() or platform.machine()}, context ~{args.context} tokens, "
           f"{args.max_tokens}-token holes, max batch {max(CONCURRENCY)}")
     print()

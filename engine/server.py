@@ -90,9 +90,20 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def _is_text(value: Any) -> bool:
+    """A string the tokenizer can take: JSON allows lone surrogates ("\\ud800"), UTF-8 does not."""
+    if not isinstance(value, str):
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 FIELD_TYPES = {  # field -> (check, what the value must be)
-    "prefix": (lambda v: isinstance(v, str), "a string"),
-    "suffix": (lambda v: isinstance(v, str), "a string"),
+    "prefix": (_is_text, "a string of valid Unicode text"),
+    "suffix": (_is_text, "a string of valid Unicode text"),
     "max_tokens": (_is_int, "an integer"),
     "steps": (lambda v: v is None or _is_int(v), "an integer or null"),
     "threshold": (_is_number, "a number"),
@@ -153,8 +164,9 @@ def parse_completion(body: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     prompt = body.get("prompt")
     if isinstance(prompt, list) and len(prompt) == 1:
         prompt = prompt[0]
-    if not isinstance(prompt, str):
-        raise ApiError(400, "Field 'prompt' must be a string (or a list of one string).", "invalid_request_error")
+    if not _is_text(prompt):
+        raise ApiError(400, "Field 'prompt' must be a string of valid Unicode text (or a list of one).",
+                       "invalid_request_error")
     if body.get("stream"):
         raise ApiError(400, "Streaming is not supported; send stream: false.", "invalid_request_error")
     if body.get("echo"):

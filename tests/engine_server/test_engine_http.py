@@ -115,6 +115,7 @@ async def test_completions_cut_text_at_stop_strings(shared_engine):
         ("{not json", 400, "not valid JSON"),
         ("[1, 2]", 400, "JSON object"),
         ({"prefix": 12}, 400, "'prefix' must be a string"),
+        ('{"prefix": "ab\\ud800"}', 400, "'prefix' must be a string of valid Unicode text"),
         ({"prefix": "x", "max_tokens": "8"}, 400, "'max_tokens' must be an integer"),
         ({"prefix": "x", "single_line": 1}, 400, "'single_line' must be true or false"),
         ({"prefix": "x", "max_tokens": 100000}, 400, "max_tokens must be an integer from 1"),

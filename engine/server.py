@@ -181,10 +181,9 @@ def parse_completion(body: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
                        "invalid_request_error")
     if "model" in body and not isinstance(body["model"], str):
         raise ApiError(400, "Field 'model' must be a string.", "invalid_request_error")
-    fields = {"prefix": prompt}
-    fields |= _check_types(body, ["suffix", "max_tokens", "temperature", "n", "seed"])
-    if body.get("suffix") is None:
-        fields["suffix"] = ""
+    given = {key: value for key, value in body.items() if value is not None}  # OpenAI clients send null for "default"
+    fields = {"prefix": prompt, "suffix": ""}
+    fields |= _check_types(given, ["suffix", "max_tokens", "temperature", "n", "seed"])
     if "\n" in stop:
         fields["single_line"] = True  # the text is cut at its first newline anyway: let the engine stop there
     return fields, stop

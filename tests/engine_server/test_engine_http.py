@@ -82,7 +82,8 @@ async def test_completions_speak_the_openai_shape(shared_engine):
 
 
 async def test_completions_take_a_prompt_list_and_list_the_model(shared_engine, tiny_checkpoint):
-    status, body, _ = await post(shared_engine.url, "/v1/completions", {"prompt": [PREFIX], "max_tokens": 4})
+    status, body, _ = await post(shared_engine.url, "/v1/completions",
+                                 {"prompt": [PREFIX], "max_tokens": 4, "suffix": None, "seed": None})
     assert status == 200 and len(body["choices"]) == 1
     async with aiohttp.ClientSession() as session:
         async with session.get(shared_engine.url + "/v1/models") as response:

@@ -145,6 +145,7 @@ def _timeout_s(body: dict[str, Any], default: float) -> float:
     return value / 1000
 
 
+COMPLETION_MAX_TOKENS = 64  # OpenAI's default is 16; completions in an editor want the language server's 64
 INFILL_FIELDS = list(FIELD_TYPES)
 INFILL_EXTRA = {"id", "timeout_ms"}
 
@@ -182,7 +183,7 @@ def parse_completion(body: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     if "model" in body and not isinstance(body["model"], str):
         raise ApiError(400, "Field 'model' must be a string.", "invalid_request_error")
     given = {key: value for key, value in body.items() if value is not None}  # OpenAI clients send null for "default"
-    fields = {"prefix": prompt, "suffix": ""}
+    fields = {"prefix": prompt, "suffix": "", "max_tokens": COMPLETION_MAX_TOKENS}
     fields |= _check_types(given, ["suffix", "max_tokens", "temperature", "n", "seed"])
     if "\n" in stop:
         fields["single_line"] = True  # the text is cut at its first newline anyway: let the engine stop there
@@ -256,7 +257,7 @@ async def handle_completions(request: web.Request) -> web.Response:
     fields, stop = parse_completion(body)
     timeout_s = _timeout_s(body, request.app[CONFIG_KEY].request_timeout_s)
     outcome = await run_request(request, fields, _client_id(body), timeout_s)
-    max_tokens = fields.get("max_tokens", 64)
+    max_tokens = fields["max_tokens"]
     choices = []
     for index, (text, tokens) in enumerate(outcome.choices):
         text, stopped = apply_stop(text, stop)

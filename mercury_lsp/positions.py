@@ -43,7 +43,3 @@ def index_to_column(line: str, index: int, encoding: Encoding) -> int:
         return len(head)
     return sum(code_units(char, encoding) for char in head)
 
-
-def text_length(text: str, encoding: Encoding) -> int:
-    """Length of `text` in code units of `encoding`."""
-    return index_to_column(text, len(text), encoding)

@@ -27,7 +27,7 @@ _MINIMUM: dict[str, int] = {
 
 @dataclass(frozen=True)
 class Settings:
-    """Every user-facing option of the language server (see notes/LSP_CONTRACT.md)."""
+    """Every user-facing option of the language server, with the defaults of the settings contract."""
 
     enabled: bool = True
     enabled_languages: tuple[str, ...] = ("*",)

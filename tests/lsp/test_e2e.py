@@ -25,7 +25,7 @@ from session import Session, session
 
 from mercury_lsp.context import build_context, estimate_tokens
 from mercury_lsp.engine import daemon
-from mercury_lsp.positions import text_length
+from mercury_lsp.positions import index_to_column
 from mercury_lsp.postprocess import CursorView, postprocess
 
 ROOT = "/work/project"
@@ -363,7 +363,7 @@ async def test_accepting_a_suggestion_precomputes_the_next_one(runtime) -> None:
         shown = first.items[0].insert_text
         before = infill_requests()
         live.insert(URI, 2, 5, 15, shown)  # the editor inserts the accepted suggestion
-        answer = await live.inline(URI, 5, 15 + text_length(shown, "utf-16"), automatic=True)
+        answer = await live.inline(URI, 5, 15 + index_to_column(shown, len(shown), "utf-16"), automatic=True)
         assert infill_requests() == before + 1  # the pre-computation, which this request waited for
         assert live.statuses[-1]["source"] == "cache"
         accepted = SOURCE[: offset(SOURCE, 5, 15)] + shown
@@ -386,3 +386,18 @@ async def test_extra_context_from_another_open_document_goes_before_the_prefix(r
         answer = await live.inline(URI, 5, 15)
         assert want and [item.insert_text for item in answer.items] == [want]
         assert want != expected(SOURCE[:cursor], SOURCE[cursor:])  # the extra context changed the answer
+
+
+async def test_a_missing_model_is_shown_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MERCURY_RUNTIME_DIR", str(tmp_path / "runtime"))
+    settings = {"model": str(tmp_path / "no-such-model"), "device": "cpu"}
+    try:
+        async with session(settings, env={**os.environ}) as live:
+            live.open(URI, SOURCE)
+            failed = await live.wait_for_state("error", timeout=60)
+            assert "no-such-model" in failed["message"]
+            for _ in range(3):
+                assert list((await live.inline(URI, 5, 15)).items) == []
+            assert [m.message for m in live.client.messages] == [f"Mercury: {failed['message']}"]
+    finally:
+        daemon.stop_engine()

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mercury_lsp.documents import Document
-from mercury_lsp.positions import column_to_index, index_to_column, text_length
+from mercury_lsp.positions import column_to_index, index_to_column
 
 LINE = "s = '😀漢字' + x"  # an emoji (2 UTF-16 units, 4 UTF-8 bytes) and two CJK (1 and 3)
 
@@ -37,8 +37,8 @@ def test_column_inside_a_character_moves_to_its_start() -> None:
 def test_columns_past_the_line_clamp_to_its_end() -> None:
     for encoding in ("utf-8", "utf-16", "utf-32"):
         assert column_to_index(LINE, 10_000, encoding) == len(LINE)
-    assert text_length(LINE, "utf-16") == len(LINE) + 1
-    assert text_length(LINE, "utf-8") == len(LINE.encode())
+    assert index_to_column(LINE, len(LINE), "utf-16") == len(LINE) + 1
+    assert index_to_column(LINE, len(LINE), "utf-8") == len(LINE.encode())
 
 
 def test_document_offsets_and_positions() -> None:

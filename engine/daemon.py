@@ -118,8 +118,8 @@ def _is_engine(pid: int) -> bool:
         return True  # no /proc here: trust the port file
 
 
-def running_engine() -> EngineEndpoint | None:
-    """The engine named by the port file, if it is alive and answers /health."""
+def _answering_engine() -> tuple[EngineEndpoint, dict] | None:
+    """The engine named by the port file and its /health, if it is alive and answers."""
     path = port_file_path()
     info = read_port_file(path)
     if info is None:
@@ -127,9 +127,16 @@ def running_engine() -> EngineEndpoint | None:
     if not _is_engine(info["pid"]):
         path.unlink(missing_ok=True)
         return None
-    if probe_health(info["url"]) is None:
+    health = probe_health(info["url"])
+    if health is None:
         return None
-    return EngineEndpoint(info["url"], info["pid"])
+    return EngineEndpoint(info["url"], info["pid"]), health
+
+
+def running_engine() -> EngineEndpoint | None:
+    """The engine named by the port file, if it is alive and answers /health."""
+    found = _answering_engine()
+    return found[0] if found else None
 
 
 def _open_log() -> int:
@@ -203,15 +210,18 @@ def ensure_engine(model: str | None = None, device: str = "auto", timeout: float
                   idle_exit_minutes: float = DEFAULT_IDLE_EXIT_MINUTES) -> EngineEndpoint:
     """The running engine, or a new one started detached; with timeout > 0, also wait that long for its model.
 
-    Racing callers (several editors starting at once) serialise on the lock file and share one engine.
+    Racing callers (several editors starting at once) serialise on the lock file and share one engine, whatever
+    model it serves; an engine whose model failed to load is replaced (the caller may have fixed the setting).
     """
     lock_path = runtime_dir() / LOCK_FILE
     with open(lock_path, "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            endpoint = running_engine()
-            if endpoint is None:
-                endpoint = _wait_for_port(_spawn(model, device, idle_exit_minutes))
+            found = _answering_engine()
+            if found is not None and found[1].get("status") == "error":
+                stop_engine()
+                found = None
+            endpoint = found[0] if found else _wait_for_port(_spawn(model, device, idle_exit_minutes))
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
     if timeout > 0:

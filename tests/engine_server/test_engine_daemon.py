@@ -77,6 +77,18 @@ def test_status_and_stop_when_nothing_runs(runtime, capsys):
     assert "no engine was running" in out
 
 
+def test_an_engine_whose_model_failed_is_replaced(runtime, tiny_checkpoint, tmp_path):
+    missing = tmp_path / "no-model"
+    with pytest.raises(daemon.DaemonError, match="does not exist"):
+        daemon.ensure_engine(str(missing), "cpu", timeout=60)
+    failed = daemon.running_engine()
+    assert failed is not None and daemon.probe_health(failed.url)["status"] == "error"
+    fixed = daemon.ensure_engine(str(tiny_checkpoint), "cpu", timeout=60)
+    assert fixed.pid != failed.pid
+    assert not daemon._alive(failed.pid)
+    assert daemon.probe_health(fixed.url)["status"] == "ok"
+
+
 def test_racing_auto_starts_share_one_engine(runtime, tiny_checkpoint):
     racers = [
         subprocess.Popen([sys.executable, "-c", START_SNIPPET, str(tiny_checkpoint)], stdout=subprocess.PIPE,

@@ -31,7 +31,8 @@ def _engine_settings(settings: Settings) -> tuple:
 
 async def _local_engine_url(settings: Settings) -> str:
     """URL of the machine's shared engine, started detached when none answers (and allowed)."""
-    from mercury_lsp.engine import daemon  # POSIX file locks: imported only when the local engine is wanted
+    # The daemon uses POSIX file locks: import it only when the local engine is wanted.
+    from mercury_lsp.engine import daemon
 
     if settings.auto_start:
         endpoint = await asyncio.to_thread(daemon.ensure_engine, settings.model, settings.device, 0)

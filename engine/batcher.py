@@ -195,9 +195,17 @@ class Batcher:
                 if self._stopping:
                     break
                 newcomers = self._admit()
-            for ticket in newcomers:
-                self._begin(ticket)
-            self._step()
+            try:
+                for ticket in newcomers:
+                    self._begin(ticket)
+                self._step()
+            except Exception as error:  # the model thread must outlive any failure: fail what was in flight
+                log.exception("batched step failed")
+                failure = EngineFailure(f"The engine failed during a step ({type(error).__name__}).")
+                with self._cond:
+                    in_flight = list(self._active)
+                for ticket in in_flight:
+                    self._reply(ticket, error=failure)
             with self._cond:
                 self.metrics.set_load(len(self._waiting), len(self._active))
         for ticket in [*self._waiting, *self._active]:
@@ -240,14 +248,7 @@ class Batcher:
         jobs = [job for ticket in active for job in ticket.jobs if not job.done]
         if jobs:
             started = time.perf_counter()
-            try:
-                self._engine.step(jobs)
-            except Exception as error:
-                log.exception("batched step failed")
-                failure = EngineFailure(f"The engine failed during a step ({type(error).__name__}).")
-                for ticket in active:
-                    self._reply(ticket, error=failure)
-                return
+            self._engine.step(jobs)
             self.metrics.record_step(len(jobs), time.perf_counter() - started)
         for ticket in active:
             if not ticket.cancelled and all(job.done for job in ticket.jobs):

@@ -190,6 +190,7 @@ def _wait_for_port(process: subprocess.Popen) -> EngineEndpoint:
                 + (f": {detail}" if detail else ".")
             )
         time.sleep(0.05)
+    process.kill()  # a half-started engine would hold the next caller's port file hostage
     raise DaemonError(f"The engine did not open its port within {START_TIMEOUT_S:.0f} s (see {path.parent / LOG_FILE}).")
 
 

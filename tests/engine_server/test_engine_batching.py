@@ -11,8 +11,8 @@ from engine_process import metric
 
 from checkpoints import SAMPLE_CODE
 
-# Hundreds of one-token steps: long enough on the tiny model to be called off mid-flight.
-LONG = {"prefix": SAMPLE_CODE[:200], "max_tokens": 256, "steps": 1024, "threshold": 1.0}
+# 256 one-token steps over a long context: seconds even on the tiny model, so it is surely called off mid-flight.
+LONG = {"prefix": SAMPLE_CODE * 6, "max_tokens": 256, "steps": 1024, "threshold": 1.0}
 
 
 def varied_requests() -> list[dict]:
@@ -99,7 +99,7 @@ async def test_client_disconnect_cancels_the_request(shared_engine):
     async with aiohttp.ClientSession() as session:
         before = metric(await metrics(session, url), "mercury_cancellations_total", 'reason="disconnect"')
         with pytest.raises(asyncio.TimeoutError):
-            await session.post(url + "/v1/infill", json=LONG, timeout=aiohttp.ClientTimeout(total=0.5))
+            await session.post(url + "/v1/infill", json=LONG, timeout=aiohttp.ClientTimeout(total=0.3))
         text = await wait_for_metric(session, url, "mercury_cancellations_total", 'reason="disconnect"', before + 1)
     assert metric(text, "mercury_active_requests") == 0
 

@@ -389,7 +389,11 @@ async def serve(config: ServeConfig) -> None:
     host, port = runner.addresses[0][:2]
     url = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
     if config.port_file is not None:
-        daemon.write_port_file(config.port_file, url, str(config.model_path), config.device)
+        try:
+            daemon.write_port_file(config.port_file, url, str(config.model_path), config.device)
+        except OSError as error:
+            await runner.cleanup()
+            raise OSError(f"Cannot write the port file {config.port_file} ({error.strerror}).") from None
     log.info("listening on %s", url)
     batcher.start()
     stop = asyncio.Event()

@@ -18,6 +18,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from mercury_lsp.models import resolve_model_path
+
 PORT_FILE = "engine.json"
 LOCK_FILE = "engine.lock"
 LOG_FILE = "engine.log"
@@ -118,8 +120,8 @@ def _is_engine(pid: int) -> bool:
         return True  # no /proc here: trust the port file
 
 
-def _answering_engine() -> tuple[EngineEndpoint, dict] | None:
-    """The engine named by the port file and its /health, if it is alive and answers."""
+def _answering_engine() -> tuple[EngineEndpoint, dict, dict] | None:
+    """The engine named by the port file, its /health and the port file's content, if it is alive and answers."""
     path = port_file_path()
     info = read_port_file(path)
     if info is None:
@@ -130,7 +132,7 @@ def _answering_engine() -> tuple[EngineEndpoint, dict] | None:
     health = probe_health(info["url"])
     if health is None:
         return None
-    return EngineEndpoint(info["url"], info["pid"]), health
+    return EngineEndpoint(info["url"], info["pid"]), health, info
 
 
 def running_engine() -> EngineEndpoint | None:
@@ -157,6 +159,11 @@ def _last_log_line() -> str:
     return lines[-1] if lines else ""
 
 
+def _model_folder(model: str | None) -> str:
+    """The folder an engine started for `model` serves, as its port file names it."""
+    return str(resolve_model_path(str(Path(model).expanduser().resolve()) if model else None))
+
+
 def _spawn(model: str | None, device: str, idle_exit_minutes: float) -> subprocess.Popen:
     command = [
         sys.executable, "-m", "mercury_lsp.engine.cli", "serve",
@@ -164,7 +171,7 @@ def _spawn(model: str | None, device: str, idle_exit_minutes: float) -> subproce
         "--device", device, "--idle-exit", str(idle_exit_minutes),
     ]
     if model:
-        command += ["--model", str(Path(model).expanduser().resolve())]
+        command += ["--model", _model_folder(model)]
     log_fd = _open_log()
     try:
         return subprocess.Popen(
@@ -212,7 +219,8 @@ def ensure_engine(model: str | None = None, device: str = "auto", timeout: float
     """The running engine, or a new one started detached; with timeout > 0, also wait that long for its model.
 
     Racing callers (several editors starting at once) serialise on the lock file and share one engine, whatever
-    model it serves; an engine whose model failed to load is replaced (the caller may have fixed the setting).
+    model it serves. An engine whose model failed to load is replaced when the caller asks for another model or
+    device (a fixed setting); asked again for the same, it stays to report its error.
     """
     lock_path = runtime_dir() / LOCK_FILE
     with open(lock_path, "a") as lock:
@@ -220,8 +228,10 @@ def ensure_engine(model: str | None = None, device: str = "auto", timeout: float
         try:
             found = _answering_engine()
             if found is not None and found[1].get("status") == "error":
-                stop_engine()
-                found = None
+                _, _, info = found
+                if (info.get("model"), info.get("device")) != (_model_folder(model), device):
+                    stop_engine()
+                    found = None
             endpoint = found[0] if found else _wait_for_port(_spawn(model, device, idle_exit_minutes))
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)

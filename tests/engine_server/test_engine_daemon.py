@@ -77,12 +77,13 @@ def test_status_and_stop_when_nothing_runs(runtime, capsys):
     assert "no engine was running" in out
 
 
-def test_an_engine_whose_model_failed_is_replaced(runtime, tiny_checkpoint, tmp_path):
+def test_an_engine_whose_model_failed_is_replaced_for_another_model(runtime, tiny_checkpoint, tmp_path):
     missing = tmp_path / "no-model"
     with pytest.raises(daemon.DaemonError, match="does not exist"):
         daemon.ensure_engine(str(missing), "cpu", timeout=60)
     failed = daemon.running_engine()
     assert failed is not None and daemon.probe_health(failed.url)["status"] == "error"
+    assert daemon.ensure_engine(str(missing), "cpu") == failed, "the same setting is answered by the same error"
     fixed = daemon.ensure_engine(str(tiny_checkpoint), "cpu", timeout=60)
     assert fixed.pid != failed.pid
     assert not daemon._alive(failed.pid)

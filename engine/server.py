@@ -233,6 +233,8 @@ async def run_request(request: web.Request, fields: dict[str, Any], client_id: s
         raise
     except Cancelled as error:
         raise ApiError(499, str(error), "cancelled") from None
+    except NotReady as error:  # shutting down
+        raise ApiError(503, str(error), "engine_unavailable") from None
     except EngineFailure as error:
         raise ApiError(500, str(error), "engine_error") from None
     except ValueError as error:  # InfillError: a field out of range

@@ -134,3 +134,17 @@ async def test_full_queue_answers_429_with_retry_after(start_engine):
     assert body["error"]["type"] == "rate_limit_error"
     assert retry is not None and int(retry) >= 1
     assert status_after == 200
+
+
+async def test_sigterm_answers_requests_in_flight_and_exits_cleanly(start_engine):
+    engine = start_engine()
+    engine.wait_ready()
+    async with aiohttp.ClientSession() as session:
+        in_flight = asyncio.create_task(infill(session, engine.url, LONG))
+        await wait_for_metric(session, engine.url, "mercury_active_requests", "", 1)
+        engine.process.terminate()
+        status, body = await in_flight
+    assert status == 503
+    assert body["error"]["message"] == "The engine is shutting down."
+    assert await asyncio.to_thread(engine.process.wait, 30) == 0
+    assert not engine.port_file.exists()

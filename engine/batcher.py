@@ -1,7 +1,8 @@
 """Step-level batching on one dedicated model thread: requests join at the next step and leave when done or called off.
 
 The thread loads the model, then loops: start newcomers (`InfillEngine.start`), run one batched step over every
-active job (`InfillEngine.step`), hand finished results back to the event loop. Nothing here runs on the loop.
+active job (`InfillEngine.step`), hand finished results back to the event loop. Only that thread touches the
+model (torch is imported there too, after the server has bound its port); the loop only queues and cancels.
 """
 
 from __future__ import annotations
@@ -13,9 +14,12 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mercury_lsp.engine.metrics import EngineMetrics
+
+if TYPE_CHECKING:
+    from mercury_lsp.engine.infill import InfillResult, Job
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +29,7 @@ class QueueFull(Exception):
 
 
 class NotReady(Exception):
-    """The model is still loading, or failed to load; the message says which."""
+    """The model is loading, failed to load, or the engine is shutting down; the message says which."""
 
 
 class Cancelled(Exception):
@@ -40,7 +44,7 @@ class EngineFailure(Exception):
 class Outcome:
     """A finished request: the engine's result and every candidate's own text and token count."""
 
-    result: Any  # InfillResult
+    result: InfillResult
     choices: list[tuple[str, int]]
 
 
@@ -53,7 +57,7 @@ class Ticket:
     future: asyncio.Future
     client_id: str | None = None
     received: float = field(default_factory=time.perf_counter)
-    jobs: list = field(default_factory=list)
+    jobs: list[Job] = field(default_factory=list)
     cancelled: str | None = None  # the reason, once called off
     replied: bool = False  # an answer is on its way to the event loop
 

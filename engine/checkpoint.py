@@ -14,12 +14,9 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from tokenizers import Tokenizer
 
+from mercury_lsp.engine.errors import CheckpointError
 from mercury_lsp.engine.model import ModelConfig, Transformer, rope_inv_freq
 from mercury_lsp.engine.vocab import Vocabulary
-
-
-class CheckpointError(Exception):
-    """A model folder that cannot be used; the message is one sentence naming the problem."""
 
 
 @dataclass

@@ -8,11 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+from mercury_lsp.engine.errors import CheckpointError, InfillError, UsageError
 from mercury_lsp.models import resolve_model_path
-
-
-class UsageError(Exception):
-    """A command-line problem the user can fix; printed as one line."""
 
 
 def parse_location(spec: str) -> tuple[Path, int, int]:
@@ -54,9 +51,15 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_infill(args: argparse.Namespace) -> int:
+    import torch
+
     from mercury_lsp.engine.checkpoint import load_checkpoint
     from mercury_lsp.engine.infill import InfillEngine, InfillRequest
 
+    if args.threads < 0:
+        raise UsageError(f"--threads must be 0 (torch's default) or more (got {args.threads}).")
+    if args.threads:
+        torch.set_num_threads(args.threads)
     path, line, col = parse_location(args.location)
     prefix, suffix = split_at_cursor(read_source(path), line, col)
     request = InfillRequest(
@@ -109,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     infill.add_argument("--single-line", action="store_true")
     infill.add_argument("--length-mode", choices=["auto", "filler", "expand"], default="auto")
     infill.add_argument("--refine", action="store_true", help="draft, then re-predict the least confident tokens")
+    infill.add_argument("--threads", type=int, default=0, help="CPU threads for torch (default: torch's choice)")
     infill.add_argument("--json", action="store_true")
     infill.set_defaults(func=cmd_infill)
     for register in _subcommand_modules():
@@ -131,9 +135,6 @@ def _subcommand_modules() -> list:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from mercury_lsp.engine.checkpoint import CheckpointError
-    from mercury_lsp.engine.infill import InfillError
-
     args = build_parser().parse_args(argv)
     started = time.perf_counter()
     try:
@@ -147,4 +148,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the package's copy of this module, so subcommands registered from other modules share its classes.
+    from mercury_lsp.engine.cli import main as package_main
+
+    sys.exit(package_main())

@@ -16,13 +16,10 @@ import torch
 
 from mercury_lsp.engine.checkpoint import LoadedModel
 from mercury_lsp.engine.context_cache import PrefixCache, concat_kv, slice_kv
+from mercury_lsp.engine.errors import InfillError
 from mercury_lsp.engine.healing import heal_prefix
 from mercury_lsp.engine.model import LayerKV
 from mercury_lsp.engine.sampler import Canvas, canvas_text, denoise_step, new_canvas
-
-
-class InfillError(ValueError):
-    """A request the engine cannot serve; the message is one sentence for the user."""
 
 
 @dataclass
@@ -54,6 +51,11 @@ class InfillRequest:
     def validate(self, settings: EngineSettings) -> None:
         if not isinstance(self.prefix, str) or not isinstance(self.suffix, str):
             raise InfillError("prefix and suffix must be strings.")
+        for name, text in (("prefix", self.prefix), ("suffix", self.suffix)):
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise InfillError(f"{name} has a character that is not valid Unicode at offset {exc.start}.") from None
         checks = [
             (isinstance(self.max_tokens, int) and 1 <= self.max_tokens <= settings.max_canvas,
              f"max_tokens must be an integer from 1 to {settings.max_canvas}"),

@@ -12,46 +12,31 @@ from pathlib import Path
 
 from mercury_lsp.engine import daemon
 from mercury_lsp.engine.cli import add_model_options
+from mercury_lsp.engine.errors import UsageError
 from mercury_lsp.models import resolve_model_path
-
-
-class ServeOptionError(Exception):
-    """A serve option the user can fix.
-
-    Handled here rather than by cli.main: under `python -m mercury_lsp.engine.cli` that module is loaded twice,
-    so its UsageError raised from here would not be the class main() catches.
-    """
 
 
 def _positive(name: str, value: float) -> None:
     if value <= 0:
-        raise ServeOptionError(f"{name} must be positive (got {value:g}).")
+        raise UsageError(f"{name} must be positive (got {value:g}).")
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    try:
-        return _serve(args)
-    except ServeOptionError as error:
-        print(f"mercury-engine: error: {error}", file=sys.stderr)
-        return 2
-
-
-def _serve(args: argparse.Namespace) -> int:
     from mercury_lsp.engine.server import ServeConfig, is_loopback, serve
 
     api_key = args.api_key or os.environ.get("MERCURY_API_KEY") or None
     if not is_loopback(args.host) and not api_key:
-        raise ServeOptionError(f"refusing to listen on {args.host} without an API key; pass --api-key or set "
+        raise UsageError(f"refusing to listen on {args.host} without an API key; pass --api-key or set "
                          "MERCURY_API_KEY (or listen on 127.0.0.1).")
     if not 0 <= args.port <= 65535:
-        raise ServeOptionError(f"--port must be from 0 to 65535 (got {args.port}).")
+        raise UsageError(f"--port must be from 0 to 65535 (got {args.port}).")
     for name, value in (("--max-batch", args.max_batch), ("--max-queue", args.max_queue),
                         ("--body-limit", args.body_limit), ("--request-timeout", args.request_timeout)):
         _positive(name, value)
     if args.threads < 0:
-        raise ServeOptionError(f"--threads must be 0 (torch's default) or more (got {args.threads}).")
+        raise UsageError(f"--threads must be 0 (torch's default) or more (got {args.threads}).")
     if args.idle_exit < 0:
-        raise ServeOptionError(f"--idle-exit must be 0 (never) or more minutes (got {args.idle_exit:g}).")
+        raise UsageError(f"--idle-exit must be 0 (never) or more minutes (got {args.idle_exit:g}).")
     config = ServeConfig(
         host=args.host,
         port=args.port,
@@ -71,7 +56,7 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         asyncio.run(serve(config))
     except OSError as error:
-        raise ServeOptionError(str(error)) from None
+        raise UsageError(str(error)) from None
     return 0
 
 

@@ -315,8 +315,9 @@ def model_config_json(model_config: ModelConfig, tokenizer: Tokenizer, state: Tr
         "mask_token_id": table["<|mask|>"],
         "eos_token_id": table["<|endoftext|>"],
         "pad_token_id": table["<|pad|>"],
-        # No expand/delete ids: the model was trained for filler length control, which the engine then uses.
+        # No expand/delete ids: the model was trained for filler length control only (the tokens exist, unused).
         "mercury_prediction": "in_place",
+        "mercury_length_control": "filler",
         "mercury_training": {
             "objective": "masked diffusion + span infilling with filler, character-level cuts, healed prefixes",
             "steps": state.step,

@@ -94,18 +94,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     loaded = load_checkpoint(resolve_model_path(args.model), device=args.device)
-    holes = heldout_holes(args.single, args.multi, args.seed, roots=args.root)
-    if not holes:
-        raise UsageError("no held-out files to punch holes in.")
     if args.prefix_tokens < 0 or args.suffix_tokens < 0:
         raise UsageError("--prefix-tokens and --suffix-tokens must not be negative.")
-    report = evaluate_model(loaded, holes, args.prefix_tokens, args.suffix_tokens)
-    if args.json:
-        print(json.dumps(report.summary()))
-    else:
-        print(format_table(report))
-    for outcome in report.outcomes[: args.examples]:
-        print(outcome.describe())
+    if args.single + args.multi > 0:
+        holes = heldout_holes(args.single, args.multi, args.seed, roots=args.root)
+        if not holes:
+            raise UsageError("no held-out files to punch holes in.")
+        report = evaluate_model(loaded, holes, args.prefix_tokens, args.suffix_tokens)
+        print(json.dumps(report.summary()) if args.json else format_table(report))
+        for outcome in report.outcomes[: args.examples]:
+            print(outcome.describe())
     if args.common:
         print("\n| cursor line | completion | a person would type |\n|---|---|---|")
         for line, text, expected in common_code_completions(loaded):

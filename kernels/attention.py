@@ -31,21 +31,18 @@ def canvas_attention_reference(
 
     Every query attends to all valid keys of its row (no causal mask). Returns [B, H, C, D].
     """
-    b, h, c, _ = q.shape
-    hkv, t = k_ctx.shape[1], k_ctx.shape[2]
     keys = torch.cat([k_ctx, k_new], dim=2).float()
     values = torch.cat([v_ctx, v_new], dim=2).float()
-    if hkv != h:
-        keys = keys.repeat_interleave(h // hkv, dim=1)
-        values = values.repeat_interleave(h // hkv, dim=1)
-    idx_ctx = torch.arange(t, device=q.device)
+    idx_ctx = torch.arange(k_ctx.shape[2], device=q.device)
     idx_new = torch.arange(k_new.shape[2], device=q.device)
     valid = torch.cat(
         [idx_ctx[None, :] < ctx_len[:, None], idx_new[None, :] < new_len[:, None]], dim=1
     )  # [B, T + C]
-    scores = torch.einsum("bhqd,bhkd->bhqk", q.float(), keys) * scale
-    scores = scores.masked_fill(~valid[:, None, None, :], float("-inf"))
-    out = torch.einsum("bhqk,bhkd->bhqd", scores.softmax(-1), values)
+    # SDPA with a key mask: the same maths as softmax(q k^T * scale) v, without materialising repeated GQA heads.
+    out = torch.nn.functional.scaled_dot_product_attention(
+        q.float(), keys, values, attn_mask=valid[:, None, None, :], scale=scale,
+        enable_gqa=k_ctx.shape[1] != q.shape[1],
+    )
     return out.to(q.dtype)
 
 

@@ -1,0 +1,13 @@
+"""Errors a user can cause, each printed as one sentence (no torch import here: the CLI reads these first)."""
+
+
+class UsageError(Exception):
+    """A command-line problem the user can fix."""
+
+
+class CheckpointError(Exception):
+    """A model folder that cannot be used; the message is one sentence naming the problem."""
+
+
+class InfillError(ValueError):
+    """A request the engine cannot serve; the message is one sentence for the user."""

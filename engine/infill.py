@@ -121,14 +121,26 @@ class InfillEngine:
         self._padded_context: tuple[tuple, list[LayerKV], torch.Tensor] | None = None
 
     # -- context -----------------------------------------------------------------------------------------------
-    def tokenize_context(self, prefix: str, suffix: str) -> tuple[list[int], list[int]]:
-        """Token windows of prefix and suffix within the budgets (cut by characters first: files can be huge)."""
+    def tokenize_context(self, prefix: str, suffix: str, canvas_tokens: int) -> tuple[list[int], list[int]]:
+        """Token windows of prefix and suffix within the budgets (cut by characters first: files can be huge).
+
+        The budgets shrink to fit the model's trained positions: a small model trained on short windows must not
+        see positions it never learned.
+        """
         s = self.settings
+        room = self.model.config.max_position_embeddings - canvas_tokens - 1
+        if room < 1:
+            raise InfillError(
+                f"max_tokens {canvas_tokens} leaves no room for context in this model's "
+                f"{self.model.config.max_position_embeddings} positions."
+            )
+        suffix_budget = min(s.max_suffix_tokens, room // 4 if room < s.max_prefix_tokens + s.max_suffix_tokens else room)
+        prefix_budget = min(s.max_prefix_tokens, room - suffix_budget)
         # A token is rarely longer than 16 characters, so this keeps enough text for the token budget.
-        prefix = prefix[-s.max_prefix_tokens * 16 :]
-        suffix = suffix[: s.max_suffix_tokens * 16]
-        prefix_ids = self.vocab.encode(prefix)[-s.max_prefix_tokens :] if prefix else []
-        suffix_ids = self.vocab.encode(suffix)[: s.max_suffix_tokens] if suffix else []
+        prefix = prefix[-prefix_budget * 16 :]
+        suffix = suffix[: suffix_budget * 16]
+        prefix_ids = self.vocab.encode(prefix)[-prefix_budget:] if prefix and prefix_budget else []
+        suffix_ids = self.vocab.encode(suffix)[:suffix_budget] if suffix and suffix_budget else []
         return prefix_ids, suffix_ids
 
     # -- requests ----------------------------------------------------------------------------------------------
@@ -136,7 +148,7 @@ class InfillEngine:
     def start(self, request: InfillRequest) -> list[Job]:
         """Tokenize, heal, encode the context and run the first denoising step; one job per candidate."""
         request.validate(self.settings)
-        prefix_ids, suffix_ids = self.tokenize_context(request.prefix, request.suffix)
+        prefix_ids, suffix_ids = self.tokenize_context(request.prefix, request.suffix, request.max_tokens + 1)
         healed = heal_prefix(self.vocab, prefix_ids)
         mode = request.length_mode
         if mode == "auto":

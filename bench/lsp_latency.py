@@ -65,17 +65,8 @@ class Bench:
 
     async def inline(self, line: int, character: int, automatic: bool) -> tuple[float, dict[str, Any], int]:
         """Client-side round trip (ms), the status the server sent for it, and the number of items."""
-        seen = len(self.client.statuses)
-        kind = types.InlineCompletionTriggerKind.Automatic if automatic else types.InlineCompletionTriggerKind.Invoked
-        started = time.perf_counter()
-        answer = await self.client.lsp.text_document_inline_completion_async(types.InlineCompletionParams(
-            text_document=types.TextDocumentIdentifier(uri=URI),
-            position=types.Position(line=line, character=character),
-            context=types.InlineCompletionContext(trigger_kind=kind),
-        ))
-        round_trip = (time.perf_counter() - started) * 1000
-        status = await self.client.next_status(seen, 10.0)
-        return round_trip, status, len(answer.items)
+        round_trip, status, items = await self.client.inline(URI, line, character, automatic)
+        return round_trip, status, len(items)
 
     def cursors(self, count: int) -> list[int]:
         """Lines spread over the file (past its first 1024 tokens of context), each ending in code."""
@@ -88,7 +79,7 @@ async def measure(args: argparse.Namespace, model: str, runtime: Path) -> list[t
     client = DemoClient()
     settings = {"model": model, "device": "cpu", "maxTokens": args.max_tokens, "steps": args.steps}
     os.environ["MERCURY_RUNTIME_DIR"] = str(runtime)
-    await client.lsp.start_io(sys.executable, "-m", "mercury_lsp.cli")
+    await client.start()
     try:
         await client.lsp.initialize_async(types.InitializeParams(
             capabilities=types.ClientCapabilities(text_document=types.TextDocumentClientCapabilities(
@@ -103,7 +94,7 @@ async def measure(args: argparse.Namespace, model: str, runtime: Path) -> list[t
             raise SystemExit(f"lsp_latency: the engine is {ready['state']}: {ready.get('message')}")
         bench = Bench(client, text.split("\n"))
         rows = await _rows(bench, args.requests)
-        rows.insert(3, ("  of which the engine's HTTP server (direct /v1/infill, round trip - engine)",
+        rows.insert(5, ("engine HTTP server alone (direct /v1/infill round trip - engine time)",
                         await _direct_engine_overhead(text, args)))
         return rows
     finally:
@@ -113,7 +104,7 @@ async def measure(args: argparse.Namespace, model: str, runtime: Path) -> list[t
 
 
 async def _rows(bench: Bench, requests: int) -> list[tuple[str, list[float]]]:
-    round_trips, overheads, inside, engine, keystroke, cached = [], [], [], [], [], []
+    round_trips, engine, engine_http, overheads, own, keystroke, cached = [], [], [], [], [], [], []
     for line in bench.cursors(3):  # warm-up: connections, tokenizer caches, the engine's first steps
         await bench.inline(line, len(bench.lines[line]), automatic=False)
     for line in bench.cursors(requests):
@@ -124,8 +115,9 @@ async def _rows(bench: Bench, requests: int) -> list[tuple[str, list[float]]]:
             continue
         round_trips.append(round_trip)
         engine.append(status["engineMs"])
+        engine_http.append(status["engineRoundTripMs"])
         overheads.append(round_trip - status["engineMs"])
-        inside.append(status["latencyMs"] - status["engineMs"])
+        own.append(round_trip - status["engineRoundTripMs"])
     for line in bench.cursors(requests):
         # A keystroke as an editor sends it: the change, then an automatic request (debounced).
         end = len(bench.lines[line])
@@ -140,8 +132,9 @@ async def _rows(bench: Bench, requests: int) -> list[tuple[str, list[float]]]:
     return [
         ("LSP round trip, explicit request", round_trips),
         ("engine time (reported by the engine)", engine),
-        ("**server overhead** (round trip - engine)", overheads),
-        ("  of which inside the server (HTTP, context, filters)", inside),
+        ("engine HTTP round trip (seen by the language server)", engine_http),
+        ("**overhead over the engine** (LSP round trip - engine time)", overheads),
+        ("**language server's own** (LSP round trip - engine HTTP round trip)", own),
         ("keystroke to suggestion (change + automatic request, 75 ms debounce)", keystroke),
         ("cache hit (same cursor again)", cached),
     ]

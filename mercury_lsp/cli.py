@@ -41,11 +41,12 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_demo(args)
     from mercury_lsp.server import server
+    from mercury_lsp.transport import serve_stdio
 
     if args.tcp:
         server.start_tcp(args.host, args.port)
     else:
-        server.start_io()
+        serve_stdio(server)
     return 0
 
 

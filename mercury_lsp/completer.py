@@ -163,8 +163,11 @@ class Completer:
         return (settings.prefix_tokens, settings.suffix_tokens, settings.extra_context_tokens,
                 settings.max_tokens, settings.steps, settings.threshold, settings.candidates)
 
-    def _use_engine_tokenizer(self) -> None:
-        """Count tokens with the engine's tokenizer when its model folder is on this machine."""
+    def use_engine_tokenizer(self) -> None:
+        """Count tokens with the engine's tokenizer when its model folder is on this machine.
+
+        Called when the engine becomes ready, so that loading it is not part of a request.
+        """
         model = self.engine.health.get("model")
         if not (isinstance(model, str) and os.path.isdir(model)) and self.settings.engine_url is None:
             model = str(resolve_model_path(self.settings.model))
@@ -178,7 +181,6 @@ class Completer:
     def _request(self, document: Document, before: str, after: str, max_tokens: int,
                  single_line: bool) -> InfillRequest:
         settings = self.settings
-        self._use_engine_tokenizer()
         extra = self.ring.render(document.uri, settings.extra_context_tokens, self.count)
         context = build_context(
             before, after, path=self._relative_path(document), language_id=document.language_id,

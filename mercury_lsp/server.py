@@ -68,6 +68,7 @@ class MercuryLanguageServer(LanguageServer):
             "message": message,
             "source": suggestions.source if suggestions else None,
             "engineMs": result.engine_ms if result else None,
+            "engineRoundTripMs": round(result.round_trip_ms, 3) if result else None,
         })
 
     def _publish_result(self, suggestions: Suggestions) -> None:
@@ -79,9 +80,10 @@ class MercuryLanguageServer(LanguageServer):
             self.show_once(str(error))
 
     def _engine_changed(self, state: State, message: str | None) -> None:
-        self.send_status(state, message=message)
         if state == "ready":
+            self.completer.use_engine_tokenizer()
             self._shown_errors.clear()
+        self.send_status(state, message=message)
         if state == "error" and message:
             self.show_once(message)
         asyncio.ensure_future(self._update_progress(state, message))
@@ -141,8 +143,9 @@ async def did_change_configuration(ls: MercuryLanguageServer, params: types.DidC
 
 
 @server.feature(types.SHUTDOWN)
-async def shutdown(ls: MercuryLanguageServer, params: None) -> None:
-    await ls.engine.close()
+def shutdown(ls: MercuryLanguageServer, params: None) -> None:
+    # Synchronous, so that pygls marks the shutdown before it reads an `exit` that follows at once.
+    asyncio.ensure_future(ls.engine.close())
 
 
 # Documents -----------------------------------------------------------------------------------

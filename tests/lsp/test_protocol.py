@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException
-from session import session
+from session import SERVER, session
 
 DEAD_ENGINE = {"engineUrl": "http://127.0.0.1:9"}  # the discard port: nothing listens there
 URI = "file:///work/project/a.py"
@@ -102,3 +104,28 @@ async def test_disabled_server_reports_disabled_and_answers_nothing() -> None:
         await live.wait_for_state("disabled", timeout=10)
         live.open(URI, "x = 1\n")
         assert list((await live.inline(URI, 0, 5)).items) == []
+
+
+def _frame(message: str) -> bytes:
+    body = message.encode()
+    return b"Content-Length: %d\r\n\r\n" % len(body) + body
+
+
+@pytest.mark.parametrize(
+    ("messages", "code"),
+    [
+        ([], 0),  # the client closed stdin: a clean end
+        (['{"jsonrpc":"2.0","method":"exit"}'], 1),  # exit without shutdown: 1, as the LSP says
+        (['{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"capabilities":{}}}',
+          '{"jsonrpc":"2.0","id":1,"method":"shutdown"}', '{"jsonrpc":"2.0","method":"exit"}'], 0),
+    ],
+)
+def test_stdio_ends_with_the_exit_code_lsp_asks_for(messages: list[str], code: int, tmp_path) -> None:
+    data = b"".join(_frame(message) for message in messages)
+    piped = subprocess.run(SERVER, input=data, capture_output=True, timeout=30)
+    assert piped.returncode == code, piped.stderr.decode()
+    from_file = tmp_path / "input"
+    from_file.write_bytes(data)
+    with open(from_file, "rb") as stdin:  # not a pipe: pygls' own reader serves it
+        done = subprocess.run(SERVER, stdin=stdin, capture_output=True, timeout=30)
+    assert done.returncode in (0, code) and b"Traceback" not in done.stderr

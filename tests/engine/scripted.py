@@ -19,7 +19,10 @@ class ScriptedModel(torch.nn.Module):
         max_positions: int = 2048,
     ):
         super().__init__()
-        self.config = SimpleNamespace(shifted=shifted, num_layers=1, num_kv_heads=1, head_dim=2, vocab_size=vocab_size)
+        self.config = SimpleNamespace(
+            shifted=shifted, num_layers=1, num_kv_heads=1, head_dim=2, vocab_size=vocab_size,
+            max_position_embeddings=max_positions,
+        )
         self.embed_tokens = torch.nn.Embedding(1, 1)
         table = torch.empty(max_positions, vocab_size)
         for position in range(max_positions):

@@ -71,3 +71,25 @@ def test_refresh_every_step_matches_a_hand_written_uncached_loop(tiny_checkpoint
         denoise_step(engine.vocab, [job.canvas], engine._group_forward(job)[None].float())
     assert canvas_text(engine.vocab, job.canvas)[0] == every_step.text
     assert job.canvas.steps_done == every_step.steps
+
+
+def test_context_fits_the_positions_the_model_was_trained_on(tmp_path):
+    import json
+
+    from mercury_lsp.engine.errors import InfillError
+
+    from checkpoints import make_tiny_checkpoint
+
+    folder = make_tiny_checkpoint(tmp_path / "short")
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "max_position_embeddings": 96}))
+    engine = InfillEngine(load_checkpoint(folder, device="cpu"))
+    result = engine.infill(InfillRequest(prefix=SOURCE * 4, suffix=SOURCE, max_tokens=16))
+    assert result.prefix_tokens + result.suffix_tokens + 16 + 1 <= 96
+    assert result.prefix_tokens > result.suffix_tokens > 0
+    try:
+        engine.infill(InfillRequest(prefix="x", max_tokens=100))
+    except InfillError as error:
+        assert "no room for context" in str(error)
+    else:
+        raise AssertionError("a canvas longer than the model's positions must be refused")

@@ -73,7 +73,14 @@ class MercuryLanguageServer(LanguageServer):
 
     def _publish_result(self, suggestions: Suggestions) -> None:
         error = suggestions.error
-        self.send_status(self.engine.state, suggestions, str(error) if error else None)
+        state = self.engine.state
+        # After the answer: pygls registered its reply on the request's task first, and done
+        # callbacks run in the order they were added.
+        task = asyncio.current_task()
+        if task is not None:
+            task.add_done_callback(lambda _: self.send_status(state, suggestions, str(error) if error else None))
+        else:
+            self.send_status(state, suggestions, str(error) if error else None)
         # A refused request (bad option, prompt too long) repeats on every keystroke: say it once.
         # Lost connections restart the engine; 429/503 pass on their own.
         if error and not error.unreachable and error.status not in (429, 503):

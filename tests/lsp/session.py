@@ -55,6 +55,16 @@ class Session:
 
         return await asyncio.wait_for(seen(), timeout)
 
+    async def status_since(self, seen: int, timeout: float = 10.0) -> dict[str, Any]:
+        """The first mercury/status after the first `seen` ones (it follows the answer it describes)."""
+        async def arrived() -> dict[str, Any]:
+            while len(self.statuses) <= seen:
+                self._status_seen.clear()
+                await self._status_seen.wait()
+            return self.statuses[seen]
+
+        return await asyncio.wait_for(arrived(), timeout)
+
     def open(self, uri: str, text: str, language_id: str = "python") -> None:
         self.client.text_document_did_open(
             types.DidOpenTextDocumentParams(
@@ -78,6 +88,13 @@ class Session:
         """Send a notification with any params; yield once so it leaves before what follows."""
         self.client.protocol._send_data({"jsonrpc": "2.0", "method": method, "params": params})
         await asyncio.sleep(0)
+
+    async def inline_with_status(self, uri: str, line: int, character: int,
+                                 automatic: bool = False) -> tuple[types.InlineCompletionList, dict[str, Any]]:
+        """An inline request and the mercury/status that follows its answer."""
+        seen = len(self.statuses)
+        answer = await self.inline(uri, line, character, automatic)
+        return answer, await self.status_since(seen)
 
     def insert(self, uri: str, version: int, line: int, character: int, text: str) -> None:
         here = types.Position(line=line, character=character)

@@ -143,11 +143,10 @@ async def test_inline_completion_is_the_engines_infill_at_the_cursor(runtime) ->
         await open_ready(live)
         cursor = offset(SOURCE, 5, 15)  # "    result = []|"
         want = expected(SOURCE[:cursor], SOURCE[cursor:])
-        answer = await live.inline(URI, 5, 15)
+        answer, status = await live.inline_with_status(URI, 5, 15)
         assert want and [item.insert_text for item in answer.items] == [want]
         here = types.Position(line=5, character=15)
         assert answer.items[0].range == types.Range(start=here, end=here)
-        status = live.statuses[-1]
         assert status["state"] == "ready" and status["tokens"] and status["steps"] and status["latencyMs"] > 0
 
 
@@ -260,16 +259,16 @@ async def test_rapid_typing_makes_one_engine_request(runtime) -> None:
 async def test_type_through_is_served_from_the_cache(runtime) -> None:
     async with engine_session(runtime) as live:
         await open_ready(live)
-        first = await live.inline(URI, 5, 15)
+        first, _ = await live.inline_with_status(URI, 5, 15)
         assert first.items, "the tiny model's text was filtered to nothing; pick another cursor"
         shown = first.items[0].insert_text
         assert len(shown) >= 2 and "\n" not in shown[:1]
         before = infill_requests()
         live.insert(URI, 2, 5, 15, shown[0])
-        second = await live.inline(URI, 5, 16)
+        second, status = await live.inline_with_status(URI, 5, 16)
         assert [item.insert_text for item in second.items] == [shown[1:]]
         assert infill_requests() == before
-        assert live.statuses[-1]["source"] == "cache"
+        assert status["source"] == "cache"
 
 
 @pytest.mark.parametrize(("encoding", "column"), [("utf-16", 7), ("utf-8", 9)])
@@ -302,7 +301,8 @@ async def test_emoji_and_cjk_split_at_the_right_place(runtime, encoding: str, co
 async def test_a_dead_engine_is_restarted(runtime) -> None:
     async with engine_session(runtime) as live:
         await open_ready(live)
-        assert (await live.inline(URI, 5, 15)).items
+        answer, _ = await live.inline_with_status(URI, 5, 15)
+        assert answer.items
         old = daemon.read_port_file()
         os.kill(old["pid"], signal.SIGKILL)
         live.statuses.clear()
@@ -358,14 +358,15 @@ def test_demo_refuses_a_bad_location_in_one_sentence(tmp_path: Path) -> None:
 async def test_accepting_a_suggestion_precomputes_the_next_one(runtime) -> None:
     async with engine_session(runtime) as live:
         await open_ready(live)
-        first = await live.inline(URI, 5, 15)
+        first, _ = await live.inline_with_status(URI, 5, 15)
         assert first.items, "the tiny model's text was filtered to nothing; pick another cursor"
         shown = first.items[0].insert_text
         before = infill_requests()
         live.insert(URI, 2, 5, 15, shown)  # the editor inserts the accepted suggestion
-        answer = await live.inline(URI, 5, 15 + index_to_column(shown, len(shown), "utf-16"), automatic=True)
+        column = 15 + index_to_column(shown, len(shown), "utf-16")
+        answer, status = await live.inline_with_status(URI, 5, column, automatic=True)
         assert infill_requests() == before + 1  # the pre-computation, which this request waited for
-        assert live.statuses[-1]["source"] == "cache"
+        assert status["source"] == "cache"
         accepted = SOURCE[: offset(SOURCE, 5, 15)] + shown
         assert [item.insert_text for item in answer.items] == [
             t for t in [expected(accepted, SOURCE[offset(SOURCE, 5, 15):])] if t]

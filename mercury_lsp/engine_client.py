@@ -88,16 +88,20 @@ class EngineClient:
         started = time.perf_counter()
         if self.backend == "mercury":
             body = await self._call("POST", "/v1/infill", self._mercury_body(request), timeout)
-            texts = tuple(body.get("candidates") or [body.get("text", "")])
-            tokens, steps, engine_ms = body.get("tokens"), body.get("steps"), body.get("ms")
         else:
             body = await self._call("POST", "/v1/completions", self._openai_body(request), timeout)
-            texts = tuple(choice.get("text", "") for choice in body.get("choices", []))
-            usage = body.get("usage") or {}
-            tokens = usage.get("completion_tokens")
-            steps, engine_ms = body.get("steps"), body.get("ms")
+        try:
+            if self.backend == "mercury":
+                texts = tuple(body.get("candidates") or [body.get("text", "")])
+                tokens = body.get("tokens")
+            else:
+                texts = tuple(choice.get("text", "") for choice in body.get("choices", []))
+                tokens = (body.get("usage") or {}).get("completion_tokens")
+        except (AttributeError, TypeError) as error:  # a remote server with another answer shape
+            raise EngineError(f"The engine at {self.base_url} answered in an unknown shape.") from error
         if not all(isinstance(text, str) for text in texts):
             raise EngineError("The engine answered with text that is not a string.")
+        steps, engine_ms = body.get("steps"), body.get("ms")
         round_trip_ms = (time.perf_counter() - started) * 1000
         return InfillResult(texts, _int_or_none(tokens), _int_or_none(steps),
                             _float_or_none(engine_ms), round_trip_ms)

@@ -49,6 +49,13 @@ class Document:
         end = self._line_starts[stop] if stop < self.line_count else len(self.text)
         return self.text[start:end]
 
+    def word_before(self, offset: int) -> str:
+        """The identifier characters that end at `offset` (the word being typed)."""
+        start = offset
+        while start > 0 and (self.text[start - 1].isalnum() or self.text[start - 1] == "_"):
+            start -= 1
+        return self.text[start:offset]
+
     def offset_at(self, line: int, column: int, encoding: Encoding) -> int:
         """Index into `text` of a client position; positions past a line or the end are clamped."""
         if line < 0:

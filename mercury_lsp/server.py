@@ -205,13 +205,8 @@ async def completion(ls: MercuryLanguageServer, params: types.CompletionParams) 
     if not found.texts or document is None:
         return types.CompletionList(is_incomplete=True, items=[])
     # Replace from the start of the word being typed, so the client's filter keeps the item.
-    line = document.line(position.line)
     cursor = document.offset_at(position.line, position.character, ls.completer.encoding)
-    column = cursor - document.offset_at(position.line, 0, ls.completer.encoding)
-    word_start = column
-    while word_start > 0 and (line[word_start - 1].isalnum() or line[word_start - 1] == "_"):
-        word_start -= 1
-    word = line[word_start:column]
+    word = document.word_before(cursor)
     start = document.position_at(cursor - len(word), ls.completer.encoding)
     span = types.Range(start=types.Position(*start), end=position)
     items = [

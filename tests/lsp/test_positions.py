@@ -53,6 +53,13 @@ def test_document_offsets_and_positions() -> None:
     assert doc.excerpt(1, 1) == "😀c\n"
 
 
+def test_word_before_the_cursor() -> None:
+    doc = Document("file:///a.py", "python", 1, "x = my_var\nnext")
+    assert doc.word_before(10) == "my_var"
+    assert doc.word_before(4) == ""
+    assert doc.word_before(11) == ""  # a line break ends the word
+
+
 def test_incremental_change_in_utf16_and_utf8() -> None:
     doc = Document("file:///a.py", "python", 1, "x = '😀'\n")
     doc.apply_change("漢", (0, 7), (0, 7), "utf-16")  # after the emoji, before the quote

@@ -5,8 +5,9 @@
 Drives the real `mercury-lsp` process over stdio with a pygls client; the server auto-starts the
 real engine (private runtime folder) on the bundled model, or with no bundled model and no --model,
 on a tiny random checkpoint (tests/checkpoints.py), which makes the engine's share small and the
-server's share visible. The document is the standard library's `argparse.py`; each request edits it
-first so that no answer comes from the cache unless measured as such. Prints a markdown table.
+server's share visible. The document is the standard library's `argparse.py`, and the cursor works
+down it a line at a time; each request edits the file first so that no answer comes from the cache
+unless measured as such. Prints a markdown table.
 """
 
 from __future__ import annotations
@@ -68,10 +69,9 @@ class Bench:
         round_trip, status, items = await self.client.inline(URI, line, character, automatic)
         return round_trip, status, len(items)
 
-    def cursors(self, count: int) -> list[int]:
-        """Lines spread over the file (past its first 1024 tokens of context), each ending in code."""
-        candidates = [i for i, row in enumerate(self.lines) if i > 200 and row.strip() and len(row) < 80]
-        return [candidates[(k * len(candidates)) // count] for k in range(count)]
+    def cursors(self, count: int, first_line: int) -> list[int]:
+        """The next `count` lines of code from `first_line` on: a user working down a file."""
+        return [i for i, row in enumerate(self.lines) if i >= first_line and row.strip()][:count]
 
 
 async def measure(args: argparse.Namespace, model: str, runtime: Path) -> list[tuple[str, list[float]]]:
@@ -105,9 +105,9 @@ async def measure(args: argparse.Namespace, model: str, runtime: Path) -> list[t
 
 async def _rows(bench: Bench, requests: int) -> list[tuple[str, list[float]]]:
     round_trips, engine, engine_http, overheads, own, keystroke, cached = [], [], [], [], [], [], []
-    for line in bench.cursors(3):  # warm-up: connections, tokenizer caches, the engine's first steps
+    for line in bench.cursors(3, 600):  # warm-up: connections, type converters, the engine's first steps
         await bench.inline(line, len(bench.lines[line]), automatic=False)
-    for line in bench.cursors(requests):
+    for line in bench.cursors(requests, 1000):
         bench.insert(0, 0, "#")  # a fresh context: no cache hit
         end = len(bench.lines[line])
         round_trip, status, _ = await bench.inline(line, end, automatic=False)
@@ -118,7 +118,7 @@ async def _rows(bench: Bench, requests: int) -> list[tuple[str, list[float]]]:
         engine_http.append(status["engineRoundTripMs"])
         overheads.append(round_trip - status["engineMs"])
         own.append(round_trip - status["engineRoundTripMs"])
-    for line in bench.cursors(requests):
+    for line in bench.cursors(requests, 1600):
         # A keystroke as an editor sends it: the change, then an automatic request (debounced).
         end = len(bench.lines[line])
         started = time.perf_counter()

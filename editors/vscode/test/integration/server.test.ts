@@ -216,7 +216,12 @@ describe('mercury-lsp over stdio', () => {
     if (item.range !== undefined) {
       expect(item.range.start).toEqual(cursor);
     }
-    const ready = statuses.filter((status) => status.state === 'ready' && status.latencyMs !== null);
+    // mercury/status follows the answer it describes: give it a moment to arrive.
+    const readyStatuses = () => statuses.filter((status) => status.state === 'ready' && status.latencyMs !== null);
+    for (let waited = 0; readyStatuses().length === 0 && waited < 5_000; waited += 50) {
+      await sleep(50);
+    }
+    const ready = readyStatuses();
     expect(ready.length).toBeGreaterThan(0);
     expect(ready.at(-1)?.latencyMs).toBeGreaterThan(0);
   });

@@ -120,6 +120,13 @@ async def open_ready(live: Session, text: str = SOURCE, uri: str = URI) -> None:
     await live.wait_for_state("ready", timeout=90)
 
 
+async def first_suggestion(live: Session) -> str:
+    """The suggestion at the end of `    result = []`, with its status already received."""
+    answer, _ = await live.inline_with_status(URI, 5, 15)
+    assert answer.items, "the tiny model's text was filtered to nothing; pick another cursor"
+    return answer.items[0].insert_text
+
+
 async def test_first_request_starts_the_engine_and_answers_nothing_while_it_loads(runtime) -> None:
     async with engine_session(runtime) as live:
         live.open(URI, SOURCE)
@@ -259,9 +266,7 @@ async def test_rapid_typing_makes_one_engine_request(runtime) -> None:
 async def test_type_through_is_served_from_the_cache(runtime) -> None:
     async with engine_session(runtime) as live:
         await open_ready(live)
-        first, _ = await live.inline_with_status(URI, 5, 15)
-        assert first.items, "the tiny model's text was filtered to nothing; pick another cursor"
-        shown = first.items[0].insert_text
+        shown = await first_suggestion(live)
         assert len(shown) >= 2 and "\n" not in shown[:1]
         before = infill_requests()
         live.insert(URI, 2, 5, 15, shown[0])
@@ -358,9 +363,7 @@ def test_demo_refuses_a_bad_location_in_one_sentence(tmp_path: Path) -> None:
 async def test_accepting_a_suggestion_precomputes_the_next_one(runtime) -> None:
     async with engine_session(runtime) as live:
         await open_ready(live)
-        first, _ = await live.inline_with_status(URI, 5, 15)
-        assert first.items, "the tiny model's text was filtered to nothing; pick another cursor"
-        shown = first.items[0].insert_text
+        shown = await first_suggestion(live)
         before = infill_requests()
         live.insert(URI, 2, 5, 15, shown)  # the editor inserts the accepted suggestion
         column = 15 + index_to_column(shown, len(shown), "utf-16")

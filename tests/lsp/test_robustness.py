@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from pygls.exceptions import JsonRpcException
 from session import Session, session
@@ -104,7 +104,7 @@ def _request(kind: str, uri: str, rest: list) -> tuple[str, Any]:
     return uri, rest[0]  # raw: (method, params)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=25, deadline=None)
 @given(script=operations)
 def test_the_server_answers_everything_and_keeps_serving(live, script: list[tuple]) -> None:
     box, run = live

@@ -21,6 +21,19 @@ from mercury_lsp.engine.healing import heal_prefix
 from mercury_lsp.engine.model import LayerKV
 from mercury_lsp.engine.sampler import Canvas, canvas_text, denoise_step, new_canvas
 
+CUT_GRID = 4096  # characters
+
+
+def stable_cut(prefix: str, keep: int) -> int:
+    """Where to cut a prefix longer than `keep` characters: at a line start on a coarse grid measured from the
+    prefix's own start, so the cut (and with it the tokens after it) stays put while the user types."""
+    if len(prefix) <= keep:
+        return 0
+    grid = max(1, min(CUT_GRID, keep // 2))  # keeps at least half of `keep`
+    cut = math.ceil((len(prefix) - keep) / grid) * grid
+    line_start = prefix.find("\n", cut) + 1
+    return line_start if 0 < line_start < len(prefix) else cut
+
 
 @dataclass
 class EngineSettings:
@@ -137,9 +150,14 @@ class InfillEngine:
         suffix_budget = min(s.max_suffix_tokens, room // 4 if room < s.max_prefix_tokens + s.max_suffix_tokens else room)
         prefix_budget = min(s.max_prefix_tokens, room - suffix_budget)
         # A token is rarely longer than 16 characters, so this keeps enough text for the token budget.
-        prefix = prefix[-prefix_budget * 16 :]
+        prefix = prefix[stable_cut(prefix, prefix_budget * 16) :]
         suffix = suffix[: suffix_budget * 16]
-        prefix_ids = self.vocab.encode(prefix)[-prefix_budget:] if prefix and prefix_budget else []
+        prefix_ids = self.vocab.encode(prefix) if prefix and prefix_budget else []
+        if len(prefix_ids) > prefix_budget:
+            # Drop whole chunks from the left, so the chunks that stay are the ones the cache holds (unless the
+            # budget is so small that a chunk would be a large share of it).
+            chunk = s.chunk_size if prefix_budget >= 4 * s.chunk_size else 1
+            prefix_ids = prefix_ids[math.ceil((len(prefix_ids) - prefix_budget) / chunk) * chunk :]
         suffix_ids = self.vocab.encode(suffix)[:suffix_budget] if suffix and suffix_budget else []
         return prefix_ids, suffix_ids
 

@@ -90,3 +90,14 @@ def test_context_fits_the_positions_the_model_was_trained_on(tmp_path):
     assert result.prefix_tokens > result.suffix_tokens > 0
     with pytest.raises(InfillError, match="no room for context"):
         engine.infill(InfillRequest(prefix="x", max_tokens=100))
+
+
+def test_a_prefix_past_the_budget_is_cut_where_typing_does_not_move_the_cut(tiny_checkpoint):
+    engine = engine_for(tiny_checkpoint, max_prefix_tokens=96)
+    long_prefix = SOURCE * 6 + "def g("
+    engine.infill(InfillRequest(prefix=long_prefix, max_tokens=4))
+    computed = engine.prefix_cache.tokens_computed
+    for typed in ("a", "a,", "a, b"):
+        result = engine.infill(InfillRequest(prefix=long_prefix + typed, max_tokens=4))
+        assert result.prefix_tokens <= 96
+    assert engine.prefix_cache.tokens_computed - computed <= 16  # the chunks before the cursor were reused

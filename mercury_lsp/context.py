@@ -83,7 +83,25 @@ def prefix_window(before: str, budget: int, count: TokenCounter) -> str:
             break
         used += cost
         start = line_start
-    return before[start:]
+    return before[_snap_to_line_grid(before, start) :]
+
+
+LINE_GRID = 16
+
+
+def _snap_to_line_grid(before: str, start: int) -> int:
+    """Move a cut window's first line forward to a multiple of LINE_GRID lines, so the window's start stays put
+    while the user types and the engine can reuse the keys/values of everything before the cursor."""
+    if start == 0:
+        return 0
+    line = before.count("\n", 0, start)
+    target = -(-line // LINE_GRID) * LINE_GRID
+    if target > before.count("\n"):
+        return start  # the grid line would be past the cursor's line: keep the exact window
+    snapped = start
+    for _ in range(target - line):
+        snapped = before.index("\n", snapped) + 1
+    return snapped
 
 
 def suffix_window(after: str, budget: int, count: TokenCounter) -> str:

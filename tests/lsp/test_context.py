@@ -83,3 +83,15 @@ def test_extra_context_ring_newest_nearest_and_budgeted() -> None:
     ring.remember(first, 0, first.path)  # replaces the older chunk of the same place
     ring.forget("file:///two.rs")
     assert ring.render("file:///cur.py", budget=100, count=words) == "# /one.py\nONE = 1\nuno = 1\n"
+
+
+def test_a_cut_prefix_window_starts_on_a_stable_line_while_typing() -> None:
+    lines = [f"line {i} = {i}" for i in range(200)]
+    starts = set()
+    for extra in range(40):  # the user types forty more lines; the window keeps a similar budget
+        before = "\n".join(lines[: 150 + extra]) + "\n"
+        window = prefix_window(before, 300, words)
+        first_line = before[: len(before) - len(window)].count("\n")
+        assert first_line % 16 == 0 and words(window) <= 300
+        starts.add(first_line)
+    assert len(starts) <= 4  # the start moved a grid step at a time, not once per line

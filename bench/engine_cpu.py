@@ -74,12 +74,13 @@ def main() -> None:
         cases = holes(text, engine, args.context, args.repeats)
         params = loaded.model.config.num_parameters()
         print(f"model: {label} ({params / 1e6:.1f}M parameters), CPU threads: {torch.get_num_threads()}, "
-              f"{platform.processor() or platform.machine()}, context ~{args.context} tokens")
+              f"{platform.processor() or platform.machine()}, context asked ~{args.context} tokens "
+              f"(cut to the model's {loaded.model.config.max_position_embeddings} positions)")
         engine.infill(InfillRequest(prefix=cases[0][0], suffix=cases[0][1], max_tokens=8))  # warm-up
 
         rows = []
         for length in LENGTHS:
-            latencies, step_ms, steps, first_ms = [], [], [], []
+            latencies, step_ms, steps, first_ms, context = [], [], [], [], []
             for prefix, suffix in cases:
                 request = InfillRequest(prefix=prefix, suffix=suffix, max_tokens=length)
                 started = time.perf_counter()
@@ -91,23 +92,25 @@ def main() -> None:
                     step_ms.append((time.perf_counter() - t) * 1000)
                 latencies.append((time.perf_counter() - started) * 1000)
                 steps.append(jobs[0].canvas.steps_done)
+                context.append(len(jobs[0].prefix_ids) + len(jobs[0].suffix_ids))
             ar_latency, ar_token_ms = [], []
-            for prefix, _ in cases:
-                ids = engine.vocab.encode(prefix)
+            for prefix, suffix in cases:
+                # The same prefix tokens the infill saw (cut to the model's positions), without the suffix.
+                ids, _ = engine.tokenize_context(prefix, suffix, length + 1)
                 result = generate_autoregressive(loaded.model, ids, length)
                 ar_latency.append(result.prefill_ms + result.decode_ms)
                 ar_token_ms.append(result.decode_ms / max(1, len(result.ids) - 1))
-            rows.append((length, latencies, step_ms, steps, first_ms, ar_latency, ar_token_ms))
+            rows.append((length, latencies, step_ms, steps, first_ms, ar_latency, ar_token_ms, context))
 
         print()
-        print("| hole | diffusion p50 | p90 | steps (mean) | first step incl. context | later step | "
+        print("| hole | context tokens | diffusion p50 | p90 | steps (mean) | first step incl. context | later step | "
               "AR p50 | AR p90 | AR per token | AR / diffusion (p50) |")
-        print("|---|---|---|---|---|---|---|---|---|---|")
-        for length, lat, step_ms, steps, first_ms, ar, ar_tok in rows:
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
+        for length, lat, step_ms, steps, first_ms, ar, ar_tok, context in rows:
             p50, ar50 = percentile(lat, 0.5), percentile(ar, 0.5)
             later = f"{statistics.mean(step_ms):.1f} ms" if step_ms else "-"
             print(
-                f"| {length} tokens | {p50:.0f} ms | {percentile(lat, 0.9):.0f} ms | {statistics.mean(steps):.1f} | "
+                f"| {length} tokens | {statistics.mean(context):.0f} | {p50:.0f} ms | {percentile(lat, 0.9):.0f} ms | {statistics.mean(steps):.1f} | "
                 f"{statistics.median(first_ms):.0f} ms | {later} | {ar50:.0f} ms | {percentile(ar, 0.9):.0f} ms | "
                 f"{statistics.mean(ar_tok):.1f} ms | {ar50 / p50:.2f}x |"
             )

@@ -10,7 +10,6 @@ DESIGN.md's small shape (d 512, 8 layers; a tiny vocabulary), so the numbers are
 from __future__ import annotations
 
 import argparse
-import argparse as _argparse_module
 import platform
 import statistics
 import sys
@@ -25,6 +24,8 @@ from mercury_lsp.engine.checkpoint import load_checkpoint
 from mercury_lsp.engine.infill import InfillEngine, InfillRequest
 from mercury_lsp.models import BUNDLED_MODEL
 
+from workload import SOURCE_FILE, holes, percentile
+
 LENGTHS = (8, 24, 64)
 
 
@@ -33,23 +34,6 @@ def random_model_folder(folder: Path) -> Path:
     from checkpoints import make_tiny_checkpoint
 
     return make_tiny_checkpoint(folder, hidden=512, layers=8, heads=8, kv_heads=8)
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
-
-
-def holes(text: str, engine: InfillEngine, context_tokens: int, count: int) -> list[tuple[str, str]]:
-    """Cursor positions spread over the file, each with about `context_tokens` of context around it."""
-    chars_per_token = max(1.0, len(text) / max(1, len(engine.vocab.encode(text[:20000])) * len(text) / 20000))
-    before = int(context_tokens * 0.75 * chars_per_token)
-    after = int(context_tokens * 0.25 * chars_per_token)
-    out = []
-    for i in range(count):
-        cursor = before + (len(text) - before - after) * (i + 1) // (count + 1)
-        out.append((text[cursor - before : cursor], text[cursor : cursor + after]))
-    return out
 
 
 def main() -> None:
@@ -70,8 +54,7 @@ def main() -> None:
             folder, label = random_model_folder(Path(tmp) / "random"), "random weights, d 512 x 8 layers"
         loaded = load_checkpoint(folder, device="cpu")
         engine = InfillEngine(loaded)
-        text = Path(_argparse_module.__file__).read_text()
-        cases = holes(text, engine, args.context, args.repeats)
+        cases = holes(SOURCE_FILE.read_text(), lambda t: len(engine.vocab.encode(t)), args.context, args.repeats)
         params = loaded.model.config.num_parameters()
         print(f"model: {label} ({params / 1e6:.1f}M parameters), CPU threads: {torch.get_num_threads()}, "
               f"{platform.processor() or platform.machine()}, context asked ~{args.context} tokens "

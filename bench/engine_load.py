@@ -13,7 +13,6 @@ Prints a markdown table.
 from __future__ import annotations
 
 import argparse
-import argparse as _argparse_module
 import asyncio
 import json
 import os
@@ -31,6 +30,8 @@ from tokenizers import Tokenizer
 
 from mercury_lsp.models import BUNDLED_MODEL
 
+from workload import SOURCE_FILE, holes, percentile
+
 CONCURRENCY = (1, 4, 16)
 SHAPES = {"small": {"hidden": 512, "layers": 8, "heads": 8, "kv_heads": 8}, "tiny": {}}
 
@@ -40,24 +41,6 @@ def random_model_folder(folder: Path, shape: str) -> Path:
     from checkpoints import make_tiny_checkpoint
 
     return make_tiny_checkpoint(folder, **SHAPES[shape])
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
-
-
-def holes(text: str, tokenizer: Tokenizer, context_tokens: int, count: int) -> list[tuple[str, str]]:
-    """Cursor positions spread over the file, each with about `context_tokens` of context around it."""
-    sample = text[:20000]
-    chars_per_token = len(sample) / max(1, len(tokenizer.encode(sample).ids))
-    before = int(context_tokens * 0.75 * chars_per_token)
-    after = int(context_tokens * 0.25 * chars_per_token)
-    out = []
-    for i in range(count):
-        cursor = before + (len(text) - before - after) * (i + 1) // (count + 1)
-        out.append((text[cursor - before : cursor], text[cursor : cursor + after]))
-    return out
 
 
 class Server:
@@ -170,8 +153,8 @@ def main() -> None:
             folder, label = BUNDLED_MODEL, "bundled"
         else:
             folder, label = random_model_folder(Path(tmp) / "random", args.shape), f"random weights ({args.shape})"
-        text = Path(_argparse_module.__file__).read_text()
-        cases = holes(text, Tokenizer.from_file(str(folder / "tokenizer.json")), args.context, args.requests)
+        tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        cases = holes(SOURCE_FILE.read_text(), lambda t: len(tokenizer.encode(t).ids), args.context, args.requests)
         server = Server(Path(tmp), folder, args.threads, max_batch=max(CONCURRENCY))
         try:
             health, levels = asyncio.run(measure(server, cases, args))

@@ -91,7 +91,7 @@ class InfillRequest:
 _job_ids = itertools.count()
 
 
-@dataclass
+@dataclass(eq=False)  # identity: jobs are compared as objects, never by their tensors
 class Job:
     """One candidate of a request: its canvas and the context it attends to."""
 

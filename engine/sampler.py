@@ -16,7 +16,7 @@ from mercury_lsp.kernels.commit import commit_confident
 from mercury_lsp.kernels.confidence import confidence
 
 
-@dataclass
+@dataclass(eq=False)  # identity: jobs are compared as objects, never by their tensors
 class Canvas:
     """One candidate infill being denoised (state lives on the model's device)."""
 

@@ -1,0 +1,29 @@
+"""What the benchmarks share: holes cut from a real source file, and percentiles."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+
+# A real, long Python file that every machine with Python has.
+SOURCE_FILE = Path(argparse.__file__)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def holes(text: str, count_tokens: Callable[[str], int], context_tokens: int, count: int) -> list[tuple[str, str]]:
+    """Cursor positions spread over the file, each with about `context_tokens` of context around it
+    (three quarters before the cursor, one quarter after)."""
+    sample = text[:20000]
+    chars_per_token = len(sample) / max(1, count_tokens(sample))
+    before = int(context_tokens * 0.75 * chars_per_token)
+    after = int(context_tokens * 0.25 * chars_per_token)
+    out = []
+    for i in range(count):
+        cursor = before + (len(text) - before - after) * (i + 1) // (count + 1)
+        out.append((text[cursor - before : cursor], text[cursor : cursor + after]))
+    return out

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import platform
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,18 +21,10 @@ import torch
 from mercury_lsp.engine.autoregressive import generate_autoregressive
 from mercury_lsp.engine.checkpoint import load_checkpoint
 from mercury_lsp.engine.infill import InfillEngine, InfillRequest
-from mercury_lsp.models import BUNDLED_MODEL
 
-from workload import SOURCE_FILE, holes, percentile
+from workload import SOURCE_FILE, benchmark_model, holes, percentile
 
 LENGTHS = (8, 24, 64)
-
-
-def random_model_folder(folder: Path) -> Path:
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-    from checkpoints import make_tiny_checkpoint
-
-    return make_tiny_checkpoint(folder, hidden=512, layers=8, heads=8, kv_heads=8)
 
 
 def main() -> None:
@@ -46,12 +37,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     with tempfile.TemporaryDirectory() as tmp:
-        if args.model:
-            folder, label = Path(args.model), args.model
-        elif BUNDLED_MODEL.exists():
-            folder, label = BUNDLED_MODEL, "bundled"
-        else:
-            folder, label = random_model_folder(Path(tmp) / "random"), "random weights, d 512 x 8 layers"
+        folder, label = benchmark_model(args.model, Path(tmp), "small")
         loaded = load_checkpoint(folder, device="cpu")
         engine = InfillEngine(loaded)
         cases = holes(SOURCE_FILE.read_text(), lambda t: len(engine.vocab.encode(t)), args.context, args.repeats)

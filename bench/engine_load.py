@@ -28,19 +28,9 @@ from pathlib import Path
 import aiohttp
 from tokenizers import Tokenizer
 
-from mercury_lsp.models import BUNDLED_MODEL
-
-from workload import SOURCE_FILE, holes, percentile
+from workload import SHAPES, SOURCE_FILE, benchmark_model, holes, percentile
 
 CONCURRENCY = (1, 4, 16)
-SHAPES = {"small": {"hidden": 512, "layers": 8, "heads": 8, "kv_heads": 8}, "tiny": {}}
-
-
-def random_model_folder(folder: Path, shape: str) -> Path:
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-    from checkpoints import make_tiny_checkpoint
-
-    return make_tiny_checkpoint(folder, **SHAPES[shape])
 
 
 class Server:
@@ -147,12 +137,7 @@ def main() -> None:
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
-        if args.model:
-            folder, label = Path(args.model), args.model
-        elif BUNDLED_MODEL.exists():
-            folder, label = BUNDLED_MODEL, "bundled"
-        else:
-            folder, label = random_model_folder(Path(tmp) / "random", args.shape), f"random weights ({args.shape})"
+        folder, label = benchmark_model(args.model, Path(tmp), args.shape)
         tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
         cases = holes(SOURCE_FILE.read_text(), lambda t: len(tokenizer.encode(t).ids), args.context, args.requests)
         server = Server(Path(tmp), folder, args.threads, max_batch=max(CONCURRENCY))

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
 from pathlib import Path
+
+from mercury_lsp.models import BUNDLED_MODEL
 
 # A real, long Python file that every machine with Python has.
 SOURCE_FILE = Path(argparse.__file__)
@@ -27,3 +30,22 @@ def holes(text: str, count_tokens: Callable[[str], int], context_tokens: int, co
         cursor = before + (len(text) - before - after) * (i + 1) // (count + 1)
         out.append((text[cursor - before : cursor], text[cursor : cursor + after]))
     return out
+
+
+# Random-weight shapes for when no model is at hand: the numbers are then about speed only.
+SHAPES = {
+    "tiny": dict(),
+    "small": dict(hidden=512, layers=8, heads=8, kv_heads=8),  # DESIGN.md's small shape, with a tiny vocabulary
+}
+
+
+def benchmark_model(model: str | None, scratch: Path, shape: str) -> tuple[Path, str]:
+    """The model folder to measure and its label: --model, else the bundled model, else random weights."""
+    if model:
+        return Path(model), model
+    if BUNDLED_MODEL.exists():
+        return BUNDLED_MODEL, "bundled"
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from checkpoints import make_tiny_checkpoint
+
+    return make_tiny_checkpoint(scratch / "random", **SHAPES[shape]), f"random weights ({shape} shape)"

@@ -13,7 +13,7 @@ import math
 import random
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -47,7 +47,11 @@ class TrainConfig:
     warmup_steps: int = 100
     decay_fraction: float = 0.2  # the last part of each run's time decays the learning rate
     weight_decay: float = 0.1
-    infill_fraction: float = 0.8  # the rest is plain masked diffusion over the window
+    infill_fraction: float = 0.6  # the rest is plain masked diffusion over the window
+    # Token i read from output i-1 (Dream's convention): the left neighbour's identity is then already in the
+    # residual stream that predicts, so a small model learns from the start instead of first having to grow
+    # attention to its neighbours (in-place prediction sat at the unigram loss for thousands of CPU steps).
+    shifted: bool = True
     seed: int = 0
 
     def model_config(self, vocab_size: int) -> ModelConfig:
@@ -61,7 +65,7 @@ class TrainConfig:
             head_dim=self.hidden_size // self.num_heads,
             tie_embeddings=True,
             qkv_bias=True,
-            shifted=False,
+            shifted=self.shifted,
             max_position_embeddings=self.seq_len,
         )
 
@@ -163,16 +167,13 @@ class ExampleBuilder:
         suffix = suffix_ids[:suffix_keep]
         lead = self._fill_tokens(room - prefix_keep - suffix_keep)
 
-        t = self.rng.uniform(MIN_MASK_RATIO, 1.0)
-        masked = [self.rng.random() < t for _ in range(canvas_len)]
-        masked[self.rng.randrange(canvas_len)] = True
+        masked, weight = self._canvas_mask(canvas_len, len(target))
         canvas_target = target + [self.vocab.eos_id] * (canvas_len - len(target))
         # Revealed filler shows as end-of-text or pad: the sampler writes pad after a single-line stop.
         canvas_input = [
             self.vocab.mask_id if m else (self.rng.choice(self.vocab.filler_ids) if i >= len(target) else tok)
             for i, (tok, m) in enumerate(zip(canvas_target, masked))
         ]
-        weight = 1.0 / (t * canvas_len)
         context = len(lead) + len(prefix)
         return Example(
             ids=lead + prefix + canvas_input + suffix,
@@ -180,6 +181,21 @@ class ExampleBuilder:
             weights=[0.0] * context + [weight if m else 0.0 for m in masked] + [0.0] * len(suffix),
             kind="infill",
         )
+
+    def _canvas_mask(self, canvas_len: int, content_len: int) -> tuple[list[bool], float]:
+        """Which canvas positions are masked, and the loss weight of each masked one.
+
+        Either MDLM's random ratio t (weight 1/t per position), or the state the sampler is in midway: content
+        committed from the left up to a frontier and a filler run from the right edge (mean over the masks)."""
+        if self.rng.random() < 0.6:
+            t = self.rng.uniform(MIN_MASK_RATIO, 1.0)
+            masked = [self.rng.random() < t for _ in range(canvas_len)]
+            masked[self.rng.randrange(canvas_len)] = True
+            return masked, 1.0 / (t * canvas_len)
+        frontier = self.rng.randint(0, max(0, content_len - 1))
+        filler_run = self.rng.randint(0, min(canvas_len - content_len, canvas_len - frontier - 1))
+        masked = [frontier <= i < canvas_len - filler_run for i in range(canvas_len)]
+        return masked, 1.0 / sum(masked)
 
     def batch(self, size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         examples = [self.example() for _ in range(size)]
@@ -269,10 +285,21 @@ def masked_diffusion_loss(
 
     `body` may be a compiled `model.forward_window`: its shapes are static, unlike the gather that follows."""
     hidden, _ = (body or model.forward_window)(ids)
+    if model.config.shifted:
+        hidden, targets, weights = hidden[:, :-1], targets[:, 1:], weights[:, 1:]
     chosen = weights > 0
     logits = model.logits(hidden[chosen]).float()
     losses = F.cross_entropy(logits, targets[chosen], reduction="none")
     return (losses * weights[chosen]).sum() / ids.shape[0]
+
+
+def autoregressive_loss(model: Transformer, tokens: torch.Tensor, body=None) -> torch.Tensor:
+    """Next-token loss with causal attention: the warm start (Dream and DiffuCoder start from AR models too).
+
+    Output i predicts token i+1, the same reading as shifted diffusion prediction, so the head carries over."""
+    hidden, _ = (body or model.forward_window)(tokens, causal=True)
+    logits = model.logits(hidden[:, :-1]).float()
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tokens[:, 1:].reshape(-1))
 
 
 def learning_rate(config: TrainConfig, step: int, run_fraction: float) -> float:
@@ -316,7 +343,7 @@ def model_config_json(model_config: ModelConfig, tokenizer: Tokenizer, state: Tr
         "eos_token_id": table["<|endoftext|>"],
         "pad_token_id": table["<|pad|>"],
         # No expand/delete ids: the model was trained for filler length control only (the tokens exist, unused).
-        "mercury_prediction": "in_place",
+        "mercury_prediction": "shifted" if model_config.shifted else "in_place",
         "mercury_length_control": "filler",
         "mercury_training": {
             "objective": "masked diffusion + span infilling with filler, character-level cuts, healed prefixes",
@@ -385,6 +412,7 @@ def train(
     compile_model: bool = False,
     log_every: int = 50,
     bf16: bool = True,
+    objective: str = "diffusion",
 ) -> TrainState:
     """Train for `minutes` of wall time (or `max_steps`), resuming from work_dir/state.pt when it exists.
 
@@ -423,7 +451,10 @@ def train(
             group["lr"] = lr
         ids, targets, weights = (t.to(device, non_blocking=True) for t in next(builder_batches))
         with autocast:
-            loss = masked_diffusion_loss(model, ids, targets, weights, body)
+            if objective == "autoregressive":
+                loss = autoregressive_loss(model, targets, body)
+            else:
+                loss = masked_diffusion_loss(model, ids, targets, weights, body)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -501,9 +532,14 @@ def run_training(
     workers: int = 0,
     compile_model: bool = False,
     bf16: bool = True,
+    objective: str = "diffusion",
     log=print,
 ) -> TrainState:
     """Corpus, tokenizer, examples and the loop, for one (resumable) training run."""
+    if objective not in ("diffusion", "autoregressive"):
+        raise ValueError(f"objective must be diffusion or autoregressive, not {objective!r}")
+    if objective == "autoregressive":
+        config = replace(config, infill_fraction=0.0)  # plain windows of code
     started = time.perf_counter()
     corpus = collect_corpus(roots, exclude_repo=exclude_repo)
     if not corpus.train:
@@ -520,7 +556,7 @@ def run_training(
     stream = example_batches(texts, vocab, config, workers)
     return train(
         work_dir, stream, tokenizer, config, minutes, checkpoint_minutes, export_to, device, max_steps, log,
-        compile_model, bf16=bf16,
+        compile_model, bf16=bf16, objective=objective,
     )
 
 

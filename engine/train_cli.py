@@ -27,6 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--workers", type=int, default=0, help="example-building worker processes")
     train.add_argument("--compile", action="store_true", help="torch.compile the model")
     train.add_argument("--fp32", action="store_true", help="no bf16 autocast")
+    train.add_argument("--objective", choices=["diffusion", "autoregressive"], default="diffusion",
+                       help="autoregressive: the causal warm start before diffusion training")
     train.set_defaults(func=cmd_train)
 
     evaluate = subparsers.add_parser("eval", help="fill holes in held-out files and report exact match, compiles, latency")
@@ -73,6 +75,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         workers=args.workers,
         compile_model=args.compile,
         bf16=not args.fp32,
+        objective=args.objective,
         log=lambda line: print(line, file=sys.stderr, flush=True),
     )
     print(json.dumps({"steps": state.step, "tokens_seen": state.tokens_seen, "seconds": round(state.seconds, 1)}))

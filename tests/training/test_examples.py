@@ -18,7 +18,7 @@ TEXT = MODULES["text/words.py"]
 
 def engine_for(vocab: Vocabulary) -> InfillEngine:
     config = ModelConfig(vocab_size=vocab.size, hidden_size=32, intermediate_size=64, num_layers=1, num_heads=2,
-                         num_kv_heads=2, head_dim=16, shifted=False)
+                         num_kv_heads=2, head_dim=16, shifted=True)
     model = Transformer(config).eval().requires_grad_(False)
     return InfillEngine(LoadedModel(model, vocab, "qwen2", "test", torch.device("cpu"), torch.float32))
 
@@ -86,3 +86,17 @@ def test_holes_cover_line_starts_mid_words_and_empty_gaps() -> None:
     assert any(a > 0 and TEXT[a - 1].isalpha() and TEXT[a].isalpha() for a, b in holes if a < len(TEXT))
     assert any(a == b for a, b in holes)
     assert any("\n" in TEXT[a:b] for a, b in holes)
+
+
+def test_canvas_masks_always_leave_something_to_predict(vocab: Vocabulary) -> None:
+    builder = ExampleBuilder(list(MODULES.values()), vocab, seq_len=96, rng=random.Random(3))
+    progress_seen = False
+    for canvas_len, content_len in [(1, 0), (1, 1), (8, 0), (8, 3), (8, 8), (33, 12)] * 30:
+        masked, weight = builder._canvas_mask(canvas_len, content_len)
+        assert len(masked) == canvas_len and any(masked) and weight > 0
+        if content_len and weight == 1.0 / sum(masked):
+            # The sampler's midway state: committed content on the left, a filler run on the right.
+            first = masked.index(True)
+            last = canvas_len - 1 - masked[::-1].index(True)
+            progress_seen |= all(masked[first : last + 1])
+    assert progress_seen

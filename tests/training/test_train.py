@@ -46,10 +46,10 @@ def test_loss_goes_down_and_the_export_loads(tmp_path: Path, vocab: Vocabulary) 
 
     loaded = load_checkpoint(tmp_path / "run" / "model", device="cpu")
     config = json.loads((tmp_path / "run" / "model" / "config.json").read_text())
-    assert config["mercury_prediction"] == "in_place" and config["model_type"] == "mercury"
+    assert config["mercury_prediction"] == "shifted" and config["model_type"] == "mercury"
     assert "expand_token_id" not in config and "delete_token_id" not in config
     assert config["mercury_training"]["steps"] == 150
-    assert not loaded.model.config.shifted
+    assert loaded.model.config.shifted
     # The exported bf16 weights are the trained weights, rounded.
     saved = torch.load(tmp_path / "run" / "state.pt", weights_only=False)["model"]
     for name, tensor in loaded.model.state_dict().items():
@@ -91,3 +91,15 @@ def test_train_command_runs_and_rejects_bad_input(tmp_path: Path, corpus_root: P
     bad = subprocess.run(command[:-2] + ["--root", str(tmp_path / "missing")], capture_output=True, text=True)
     assert bad.returncode == 2
     assert bad.stderr.strip().startswith("mercury-engine: error: corpus root") and "Traceback" not in bad.stderr
+
+
+def test_autoregressive_warm_start_learns_and_diffusion_resumes_from_it(tmp_path: Path, vocab: Vocabulary) -> None:
+    work = tmp_path / "run"
+    torch.manual_seed(0)
+    warm = train(work, tiny_batches(vocab), vocab.tokenizer, TINY, minutes=5, max_steps=60, log=lambda _: None,
+                 log_every=20, objective="autoregressive")
+    losses = [record["loss"] for record in warm.history]
+    assert losses[-1] < 0.8 * losses[0], losses
+    lines: list[str] = []
+    after = train(work, tiny_batches(vocab, 1), vocab.tokenizer, TINY, minutes=5, max_steps=65, log=lines.append)
+    assert after.step == 65 and any("resumed at step 60" in line for line in lines)

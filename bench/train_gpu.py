@@ -4,7 +4,8 @@
     python bench/train_gpu.py --minutes 3     # a shorter run (or a continuation of the last one)
     python bench/train_gpu.py --check         # a few tiny CPU steps into a temp folder: the script's plumbing
 
-Same objective and code as `mercury-engine train` (engine/train.py), with the "gpu" preset: 23.5M parameters
+Same objective and code as `mercury-engine train` (engine/train.py): a causal warm start, then masked diffusion
+and infilling with shifted prediction; the "gpu" preset: 23.5M parameters
 (d 512, 6 layers), sequences of 1,024 tokens, batches of 64, bf16 autocast, SDPA flash attention, torch.compile,
 example-building worker processes. The tokenizer of the current bundled model is reused so the vocabulary stays.
 Prints a table of the run at the end.
@@ -33,6 +34,8 @@ REPOSITORY = Path(__file__).resolve().parent.parent
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=7.5, help="training wall time (corpus and export aside)")
+    parser.add_argument("--warm-start-minutes", type=float, default=1.5,
+                        help="of those, causal next-token training first (only when no earlier run exists)")
     parser.add_argument("--work-dir", type=Path, default=REPOSITORY / "runs" / "gpu")
     parser.add_argument("--export", type=Path, default=BUNDLED_MODEL)
     parser.add_argument("--workers", type=int, default=min(12, max(1, (os.cpu_count() or 2) - 2)))
@@ -59,20 +62,23 @@ def main() -> int:
             args.work_dir, args.export, args.workers, not args.no_compile, None
         )
         roots = None
+    common = dict(
+        roots=roots, exclude_repo=REPOSITORY, device=device, checkpoint_minutes=2.0, workers=workers,
+        compile_model=compile_model, log=lambda line: print(line, file=sys.stderr, flush=True),
+        tokenizer_from=tokenizer if tokenizer is not None and tokenizer.exists() else None,
+    )
+    warm = 0.0 if (work_dir / "state.pt").exists() else (0.2 if args.check else args.warm_start_minutes)
+    if warm > 0:
+        # Shifted prediction reads token i at output i-1, as causal training does: the warm start carries over.
+        run_training(work_dir, config, warm, objective="autoregressive",
+                     max_steps=2 if args.check else None, **common)
     state = run_training(
         work_dir,
         config,
-        minutes,
+        minutes - warm,
         export_to=export,
-        roots=roots,
-        exclude_repo=REPOSITORY,
-        tokenizer_from=tokenizer if tokenizer is not None and tokenizer.exists() else None,
-        device=device,
-        checkpoint_minutes=2.0,
         max_steps=max_steps,
-        workers=workers,
-        compile_model=compile_model,
-        log=lambda line: print(line, file=sys.stderr, flush=True),
+        **common,
     )
     last = state.history[-1] if state.history else {}
     rows = [

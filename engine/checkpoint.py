@@ -196,13 +196,15 @@ def load_vocabulary(folder: Path, config: dict) -> Vocabulary:
         raise CheckpointError(f"{folder} defines no end-of-text token (eos_token_id in config.json).")
     pad = _special_id(config, "pad_token_id", table, PAD_TOKENS)
     specials = {t.content: i for i, t in tokenizer.get_added_tokens_decoder().items() if t.special}
+    filler_only = config.get("mercury_length_control") == "filler"
     return Vocabulary(
         tokenizer=tokenizer,
         mask_id=mask,
         eos_id=eos,
         pad_id=eos if pad is None else pad,
-        expand_id=_special_id(config, "expand_token_id", table, EXPAND_TOKENS),
-        delete_id=_special_id(config, "delete_token_id", table, DELETE_TOKENS),
+        # A checkpoint trained only with filler may still carry the tokens: `mercury_length_control` says so.
+        expand_id=None if filler_only else _special_id(config, "expand_token_id", table, EXPAND_TOKENS),
+        delete_id=None if filler_only else _special_id(config, "delete_token_id", table, DELETE_TOKENS),
         special_ids=frozenset(specials.values()) | {mask, eos} | ({pad} if pad is not None else set()),
     )
 

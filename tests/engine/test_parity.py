@@ -142,3 +142,18 @@ def test_prediction_convention_comes_from_the_checkpoint(tmp_path):
     assert load_checkpoint(make_tiny_checkpoint(tmp_path / "a"), device="cpu").model.config.shifted
     in_place = make_tiny_checkpoint(tmp_path / "b", shifted=False)
     assert not load_checkpoint(in_place, device="cpu").model.config.shifted
+
+
+def test_length_control_follows_the_checkpoint(tmp_path):
+    expand = make_tiny_checkpoint(tmp_path / "expand", expand=True)
+    assert load_checkpoint(expand, device="cpu").vocab.expand_id is not None
+    raw = json.loads((expand / "config.json").read_text())
+    for key in ("expand_token_id", "delete_token_id"):
+        raw.pop(key)
+    (expand / "config.json").write_text(json.dumps(raw))
+    # The tokens alone (DreamOn-style tokenizer) still turn expand/delete on...
+    assert load_checkpoint(expand, device="cpu").vocab.expand_id is not None
+    # ...unless the checkpoint says it was trained with filler only.
+    (expand / "config.json").write_text(json.dumps({**raw, "mercury_length_control": "filler"}))
+    vocab = load_checkpoint(expand, device="cpu").vocab
+    assert vocab.expand_id is None and vocab.delete_id is None

@@ -7,7 +7,7 @@ so the sampler can recompute only the canvas at each denoising step.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -39,7 +39,6 @@ class ModelConfig:
     qkv_bias: bool = True
     # Dream-style checkpoints read token i from output i-1; LLaDA-style predict in place.
     shifted: bool = True
-    extra: dict = field(default_factory=dict)
 
     def num_parameters(self) -> int:
         d, i, v = self.hidden_size, self.intermediate_size, self.vocab_size

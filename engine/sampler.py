@@ -7,7 +7,7 @@ each and updates their state; it never runs the model, so the engine can batch a
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
@@ -41,7 +41,6 @@ class Canvas:
     refining: bool = False
     needs_refresh: bool = False  # context keys/values are stale (length changed, or refinement starts)
     done: bool = False
-    history: list[int] = field(default_factory=list)  # commits per step, for stats
 
     @property
     def length(self) -> int:
@@ -154,7 +153,6 @@ def denoise_step(vocab: Vocabulary, canvases: list[Canvas], logits: torch.Tensor
         if canvas.mode == "filler":
             canvas.committed_filler = canvas.committed_filler | (row_commit & torch.isin(token[b, :n], filler))
         canvas.steps_done += 1
-        canvas.history.append(int(row_commit.sum()))
         _after_commit(vocab, canvas, row_commit)
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from conftest import MODULES, write_modules
-
 from mercury_lsp.engine.corpus import collect_corpus, in_heldout, is_benchmark_path
+
+from corpus_sample import MODULES, write_modules
 
 
 def test_benchmark_paths_are_recognised() -> None:

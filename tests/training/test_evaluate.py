@@ -8,8 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import MODULES, write_modules
-
 from mercury_lsp.engine.checkpoint import load_checkpoint
 from mercury_lsp.engine.corpus import SourceFile
 from mercury_lsp.engine.evaluate import (
@@ -22,6 +20,8 @@ from mercury_lsp.engine.evaluate import (
     parses,
     punch_hole,
 )
+
+from corpus_sample import MODULES, write_modules
 
 FILES = [SourceFile(key, Path(key), text) for key, text in MODULES.items()]
 ENGINE_CLI = [sys.executable, "-c", "import sys; from mercury_lsp.engine.cli import main; sys.exit(main())"]

@@ -5,13 +5,14 @@ from __future__ import annotations
 import random
 
 import torch
-from conftest import MODULES
 
 from mercury_lsp.engine.checkpoint import LoadedModel
 from mercury_lsp.engine.infill import InfillEngine, InfillRequest
 from mercury_lsp.engine.model import ModelConfig, Transformer
 from mercury_lsp.engine.train import ExampleBuilder, infill_parts, pick_hole
 from mercury_lsp.engine.vocab import Vocabulary
+
+from corpus_sample import MODULES
 
 TEXT = MODULES["text/words.py"]
 

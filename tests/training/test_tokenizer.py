@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import MODULES
 
 from mercury_lsp.engine.tokenizer_training import (
     SPECIAL_TOKENS,
@@ -14,6 +13,8 @@ from mercury_lsp.engine.tokenizer_training import (
     train_tokenizer,
 )
 from mercury_lsp.engine.vocab import Vocabulary
+
+from corpus_sample import MODULES
 
 
 def test_special_tokens_and_round_trip(vocab: Vocabulary) -> None:

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import MODULES
 from tokenizers import Tokenizer
 
 from mercury_lsp.engine.checkpoint import load_checkpoint
@@ -24,6 +23,8 @@ from mercury_lsp.engine.train import (
     train,
 )
 from mercury_lsp.engine.vocab import Vocabulary
+
+from corpus_sample import MODULES
 
 TINY = PRESETS["tiny"]
 ENGINE_CLI = [sys.executable, "-c", "import sys; from mercury_lsp.engine.cli import main; sys.exit(main())"]

@@ -78,7 +78,6 @@ def cmd_infill(args: argparse.Namespace) -> int:
     model_path = resolve_model_path(args.model)
     loaded = load_checkpoint(model_path, device=args.device)
     engine = InfillEngine(loaded)
-    request.validate(engine.settings)
     result = engine.infill(request)
     if args.json:
         out = {

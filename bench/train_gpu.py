@@ -25,6 +25,7 @@ os.environ["MERCURY_KERNELS"] = "reference"
 
 import torch  # noqa: E402
 
+from mercury_lsp.engine.corpus import collect_corpus  # noqa: E402
 from mercury_lsp.engine.train import PRESETS, run_training  # noqa: E402
 from mercury_lsp.models import BUNDLED_MODEL  # noqa: E402
 
@@ -40,6 +41,7 @@ def main() -> int:
     parser.add_argument("--export", type=Path, default=BUNDLED_MODEL)
     parser.add_argument("--workers", type=int, default=min(12, max(1, (os.cpu_count() or 2) - 2)))
     parser.add_argument("--no-compile", action="store_true")
+    parser.add_argument("--roots", type=Path, nargs="+", help="corpus folders (default: stdlib and site-packages)")
     parser.add_argument("--check", action="store_true", help="tiny CPU run into a temp folder")
     args = parser.parse_args()
 
@@ -61,9 +63,13 @@ def main() -> int:
         work_dir, export, workers, compile_model, max_steps = (
             args.work_dir, args.export, args.workers, not args.no_compile, None
         )
-        roots = None
+        roots = args.roots
+    corpus_started = time.perf_counter()
+    corpus = collect_corpus(roots, exclude_repo=REPOSITORY)  # once, for the warm start and the run after it
+    print(f"corpus: {len(corpus.train)} train files, {corpus.chars() / 1e6:.0f}M chars, {len(corpus.heldout)} held out, "
+          f"{time.perf_counter() - corpus_started:.0f} s", file=sys.stderr, flush=True)
     common = dict(
-        roots=roots, exclude_repo=REPOSITORY, device=device, checkpoint_minutes=2.0, workers=workers,
+        corpus=corpus, exclude_repo=REPOSITORY, device=device, checkpoint_minutes=2.0, workers=workers,
         compile_model=compile_model, log=lambda line: print(line, file=sys.stderr, flush=True),
         tokenizer_from=tokenizer if tokenizer is not None and tokenizer.exists() else None,
     )

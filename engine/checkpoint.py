@@ -305,9 +305,17 @@ def _their_name(ours: str, names: dict[str, str]) -> str:
 
 
 def save_checkpoint(
-    model: Transformer, tokenizer: Tokenizer, folder: str | Path, config_json: dict, family: str = "qwen2"
+    model: Transformer,
+    tokenizer: Tokenizer,
+    folder: str | Path,
+    config_json: dict,
+    family: str = "qwen2",
+    max_shard_bytes: int | None = None,
 ) -> None:
-    """Write a model folder in a family's naming that our loader reads; weights in the model's dtype."""
+    """Write a model folder in a family's naming that our loader reads; weights in the model's dtype.
+
+    With `max_shard_bytes`, weights larger than that go to numbered shards plus model.safetensors.index.json
+    (the Hugging Face layout), so no single file exceeds it; weight files of an earlier save are removed."""
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     state = {}
@@ -315,6 +323,33 @@ def save_checkpoint(
         if ours == "lm_head.weight" and model.config.tie_embeddings:
             continue
         state[_their_name(ours, NAME_MAPS[family])] = tensor.detach().contiguous().cpu()
-    save_file(state, str(out / "model.safetensors"), metadata={"format": "pt"})
+    for stale in [*out.glob("model-*-of-*.safetensors"), out / "model.safetensors", out / "model.safetensors.index.json"]:
+        stale.unlink(missing_ok=True)
+    shards = _pack_shards(state, max_shard_bytes)
+    if len(shards) == 1:
+        save_file(state, str(out / "model.safetensors"), metadata={"format": "pt"})
+    else:
+        weight_map = {}
+        for number, names in enumerate(shards, start=1):
+            file = f"model-{number:05d}-of-{len(shards):05d}.safetensors"
+            save_file({name: state[name] for name in names}, str(out / file), metadata={"format": "pt"})
+            weight_map.update(dict.fromkeys(names, file))
+        total = sum(t.numel() * t.element_size() for t in state.values())
+        index = {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))}
+        (out / "model.safetensors.index.json").write_text(json.dumps(index, indent=2) + "\n")
     (out / "config.json").write_text(json.dumps(config_json, indent=2) + "\n")
     tokenizer.save(str(out / "tokenizer.json"))
+
+
+def _pack_shards(state: dict[str, torch.Tensor], max_bytes: int | None) -> list[list[str]]:
+    """Tensor names grouped into shards of at most max_bytes each (in order; a larger tensor gets its own)."""
+    shards: list[list[str]] = [[]]
+    size = 0
+    for name, tensor in state.items():
+        nbytes = tensor.numel() * tensor.element_size()
+        if max_bytes is not None and shards[-1] and size + nbytes > max_bytes:
+            shards.append([])
+            size = 0
+        shards[-1].append(name)
+        size += nbytes
+    return shards

@@ -21,7 +21,7 @@ from tokenizers import Tokenizer
 from torch.nn import functional as F
 
 from mercury_lsp.engine.checkpoint import load_vocabulary, save_checkpoint
-from mercury_lsp.engine.corpus import collect_corpus
+from mercury_lsp.engine.corpus import Corpus, collect_corpus
 from mercury_lsp.engine.healing import heal_prefix
 from mercury_lsp.engine.model import ModelConfig, Transformer
 from mercury_lsp.engine.tokenizer_training import sample_texts, special_token_ids, train_tokenizer
@@ -78,6 +78,11 @@ PRESETS = {
     "gpu": TrainConfig(hidden_size=512, num_layers=6, num_heads=8, intermediate_size=1408, vocab_size=8192,
                        seq_len=1024, batch_size=64, lr=1e-3, warmup_steps=200),
 }
+
+
+# Weight files of at most 15 MiB: small enough for any file-size limit on the way (git hosts, the GPU machine's
+# 16 MiB per returned file), and the loader reads the sharded layout anyway.
+SHARD_BYTES = 15 * 2**20
 
 
 @dataclass
@@ -361,7 +366,9 @@ def export_model(model: Transformer, tokenizer: Tokenizer, folder: Path, state: 
     copy = Transformer(model.config)
     copy.load_state_dict({k: v.detach().to("cpu") for k, v in model.state_dict().items()})
     copy.to(torch.bfloat16)
-    save_checkpoint(copy, tokenizer, folder, model_config_json(model.config, tokenizer, state, config))
+    save_checkpoint(
+        copy, tokenizer, folder, model_config_json(model.config, tokenizer, state, config), max_shard_bytes=SHARD_BYTES
+    )
 
 
 def save_state(path: Path, model: Transformer, optimizer: torch.optim.Optimizer, state: TrainState, config: TrainConfig) -> None:
@@ -434,6 +441,7 @@ def train(
         state = TrainState(**saved["state"])
         log(f"resumed at step {state.step} ({state.tokens_seen / 1e6:.1f}M tokens seen)")
     body = torch.compile(model.forward_window) if compile_model else model.forward_window
+    compiled_ok = not compile_model  # the first step proves the compiled graph, or falls back to eager
     # bf16 matmuls with float32 weights: flash attention on GPU, AMX on recent Xeons (1.5x on our 2-core machine).
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
     started = time.perf_counter()
@@ -450,25 +458,40 @@ def train(
         for group in optimizer.param_groups:
             group["lr"] = lr
         ids, targets, weights = (t.to(device, non_blocking=True) for t in next(builder_batches))
-        with autocast:
-            if objective == "autoregressive":
-                loss = autoregressive_loss(model, targets, body)
-            else:
-                loss = masked_diffusion_loss(model, ids, targets, weights, body)
+
+        def step_loss(forward):
+            with autocast:
+                if objective == "autoregressive":
+                    return autoregressive_loss(model, targets, forward)
+                return masked_diffusion_loss(model, ids, targets, weights, forward)
+
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        if compiled_ok:
+            loss = step_loss(body)
+            loss.backward()
+        else:
+            try:
+                loss = step_loss(body)
+                loss.backward()
+            except Exception as exc:  # a compiler failure must not cost the run: eager is slower, not wrong
+                log(f"torch.compile failed ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); training eagerly")
+                body = model.forward_window
+                optimizer.zero_grad(set_to_none=True)
+                loss = step_loss(body)
+                loss.backward()
+            compiled_ok = True
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         state.step += 1
         state.tokens_seen += ids.numel()
-        window_loss += loss.item()
+        window_loss += loss.detach()  # summed on the device: no host sync per step
         window_steps += 1
         window_tokens += ids.numel()
         now = time.perf_counter()
         if state.step % log_every == 0:
             record = {
                 "step": state.step,
-                "loss": round(window_loss / window_steps, 4),
+                "loss": round(float(window_loss) / window_steps, 4),
                 "lr": lr,
                 "tokens_per_s": round(window_tokens / (now - window_start)),
                 "tokens_seen": state.tokens_seen,
@@ -534,14 +557,18 @@ def run_training(
     bf16: bool = True,
     objective: str = "diffusion",
     log=print,
+    corpus: Corpus | None = None,
 ) -> TrainState:
-    """Corpus, tokenizer, examples and the loop, for one (resumable) training run."""
+    """Corpus, tokenizer, examples and the loop, for one (resumable) training run.
+
+    `corpus`, when given, is used instead of walking the roots (a warm start and the run after it share one)."""
     if objective not in ("diffusion", "autoregressive"):
         raise ValueError(f"objective must be diffusion or autoregressive, not {objective!r}")
     if objective == "autoregressive":
         config = replace(config, infill_fraction=0.0)  # plain windows of code
     started = time.perf_counter()
-    corpus = collect_corpus(roots, exclude_repo=exclude_repo)
+    if corpus is None:
+        corpus = collect_corpus(roots, exclude_repo=exclude_repo)
     if not corpus.train:
         raise ValueError("the corpus is empty: no usable .py files under the given roots")
     texts = [f.text for f in corpus.train]

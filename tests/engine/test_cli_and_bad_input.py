@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import load_file
 
 from mercury_lsp.engine.cli import main
 
@@ -117,7 +119,7 @@ def _copy(checkpoint: Path, tmp_path: Path) -> Path:
 
 def _sharded(checkpoint: Path, tmp_path: Path) -> Path:
     """Split the single weight file into two shards with an index, as large checkpoints are stored."""
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import save_file
 
     folder = _copy(checkpoint, tmp_path)
     weights = load_file(str(folder / "model.safetensors"))
@@ -181,3 +183,33 @@ def test_broken_model_folder(capsys, source, tiny_checkpoint, tmp_path, case):
 def test_missing_model_folder(capsys, source, tmp_path):
     code, _, err = run_cli(capsys, "infill", f"{source}:2:5", "--model", str(tmp_path / "none"))
     assert_one_line_error(code, err, "does not exist")
+
+
+def test_save_checkpoint_shards_and_round_trips(tiny_checkpoint, tmp_path):
+    """A size cap splits the weights into indexed shards none over the cap; the loader reads back the same weights;
+    saving again without the cap leaves one file and no stale shards."""
+    from tokenizers import Tokenizer
+
+    from mercury_lsp.engine.checkpoint import load_checkpoint, save_checkpoint
+
+    loaded = load_checkpoint(tiny_checkpoint, device="cpu")
+    tokenizer = Tokenizer.from_file(str(tiny_checkpoint / "tokenizer.json"))
+    config_json = json.loads((tiny_checkpoint / "config.json").read_text())
+    folder = tmp_path / "sharded"
+    weights = {k: v for k, v in loaded.model.state_dict().items() if k != "lm_head.weight"}
+    cap = max(v.numel() * v.element_size() for v in weights.values())  # the largest tensor just fits
+    save_checkpoint(loaded.model, tokenizer, folder, config_json, max_shard_bytes=cap)
+
+    shards = sorted(folder.glob("model-*-of-*.safetensors"))
+    assert len(shards) >= 3 and not (folder / "model.safetensors").exists()
+    index = json.loads((folder / "model.safetensors.index.json").read_text())
+    assert sorted(set(index["weight_map"].values())) == [s.name for s in shards]
+    for shard in shards:
+        assert sum(t.numel() * t.element_size() for t in load_file(str(shard)).values()) <= cap
+    again = load_checkpoint(folder, device="cpu").model.state_dict()
+    for name, tensor in loaded.model.state_dict().items():
+        assert torch.equal(again[name], tensor), name
+
+    save_checkpoint(loaded.model, tokenizer, folder, config_json)
+    assert (folder / "model.safetensors").exists()
+    assert not list(folder.glob("model-*-of-*.safetensors")) and not (folder / "model.safetensors.index.json").exists()

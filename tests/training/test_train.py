@@ -104,3 +104,21 @@ def test_autoregressive_warm_start_learns_and_diffusion_resumes_from_it(tmp_path
     lines: list[str] = []
     after = train(work, tiny_batches(vocab, 1), vocab.tokenizer, TINY, minutes=5, max_steps=65, log=lines.append)
     assert after.step == 65 and any("resumed at step 60" in line for line in lines)
+
+
+def test_a_compiler_failure_falls_back_to_eager(tmp_path: Path, vocab: Vocabulary, monkeypatch) -> None:
+    """torch.compile errors surface at the first call: the run logs it and trains eagerly instead of dying."""
+
+    def broken_compile(fn):
+        def call(*args, **kwargs):
+            raise RuntimeError("inductor: no C compiler found\nmore detail")
+        return call
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    lines: list[str] = []
+    state = train(tmp_path / "run", tiny_batches(vocab), vocab.tokenizer, TINY, minutes=5, max_steps=3,
+                  log=lines.append, compile_model=True)
+    assert state.step == 3
+    assert [line for line in lines if "torch.compile failed" in line] == [
+        "torch.compile failed (RuntimeError: inductor: no C compiler found); training eagerly"
+    ]

@@ -457,36 +457,28 @@ def train(
         lr = learning_rate(config, state.step, fraction)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        ids, targets, weights = (t.to(device, non_blocking=True) for t in next(builder_batches))
-
-        def step_loss(forward):
-            with autocast:
-                if objective == "autoregressive":
-                    return autoregressive_loss(model, targets, forward)
-                return masked_diffusion_loss(model, ids, targets, weights, forward)
-
+        batch = tuple(t.to(device, non_blocking=True) for t in next(builder_batches))
         optimizer.zero_grad(set_to_none=True)
-        if compiled_ok:
-            loss = step_loss(body)
+        try:
+            loss = _batch_loss(model, objective, batch, body, autocast)
             loss.backward()
-        else:
-            try:
-                loss = step_loss(body)
-                loss.backward()
-            except Exception as exc:  # a compiler failure must not cost the run: eager is slower, not wrong
-                log(f"torch.compile failed ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); training eagerly")
-                body = model.forward_window
-                optimizer.zero_grad(set_to_none=True)
-                loss = step_loss(body)
-                loss.backward()
-            compiled_ok = True
+        except Exception as exc:
+            if compiled_ok:
+                raise
+            # A compiler failure (it surfaces at the first call) must not cost the run: eager is slower, not wrong.
+            log(f"torch.compile failed ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); training eagerly")
+            body = model.forward_window
+            optimizer.zero_grad(set_to_none=True)
+            loss = _batch_loss(model, objective, batch, body, autocast)
+            loss.backward()
+        compiled_ok = True
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         state.step += 1
-        state.tokens_seen += ids.numel()
+        state.tokens_seen += batch[0].numel()
         window_loss += loss.detach()  # summed on the device: no host sync per step
         window_steps += 1
-        window_tokens += ids.numel()
+        window_tokens += batch[0].numel()
         now = time.perf_counter()
         if state.step % log_every == 0:
             record = {
@@ -507,6 +499,14 @@ def train(
     state.seconds += time.perf_counter() - last_save
     _checkpoint(model, optimizer, state, config, tokenizer, work_dir, export_to)
     return state
+
+
+def _batch_loss(model: Transformer, objective: str, batch, forward, autocast) -> torch.Tensor:
+    ids, targets, weights = batch
+    with autocast:
+        if objective == "autoregressive":
+            return autoregressive_loss(model, targets, forward)
+        return masked_diffusion_loss(model, ids, targets, weights, forward)
 
 
 def _checkpoint(model, optimizer, state, config, tokenizer, work_dir: Path, export_to: Path | None) -> None:

@@ -1,7 +1,7 @@
 # The two entry points of the README: `make demo` and `make test`. Both set up .venv on first use.
 VENV ?= .venv
 PY := $(VENV)/bin/python
-DEMO ?= tests/data/demo.py:4:5
+DEMO ?= tests/data/demo.py:6:12
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)

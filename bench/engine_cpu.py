@@ -65,7 +65,7 @@ def main() -> None:
             ar_latency, ar_token_ms = [], []
             for prefix, suffix in cases:
                 # The same prefix tokens the infill saw (cut to the model's positions), without the suffix.
-                ids, _ = engine.tokenize_context(prefix, suffix, length + 1)
+                ids, _, _ = engine.tokenize_context(prefix, suffix, length + 1)
                 result = generate_autoregressive(loaded.model, ids, length)
                 ar_latency.append(result.prefill_ms + result.decode_ms)
                 ar_token_ms.append(result.decode_ms / max(1, len(result.ids) - 1))

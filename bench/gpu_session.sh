@@ -15,8 +15,9 @@ nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm --format=csv,n
 
 case "${1:-}" in
 check)
-    # The engine's tests on the GPU: the model then runs the Triton kernels through the dispatcher.
-    timeout 90 python3 -m pytest -q -x -p no:cacheprovider tests/test_kernel_gpu.py tests/engine 2>&1 | tail -25
+    # The engine's tests on the GPU (the model then runs the Triton kernels through the dispatcher); -P keeps the
+    # checkout's mercury_lsp/ (which lacks engine/ and kernels/) from shadowing the installed package.
+    timeout 90 python3 -P -m pytest -q -x -p no:cacheprovider tests/test_kernel_gpu.py tests/engine 2>&1 | tail -25
     timeout 120 python3 bench/gpu_step.py --reps 10 --out "$OUT/gpu_step.md"
     echo "gpu_step exit $?"
     # A tiny corpus, a few steps of each objective: compiles both graphs (the cache serves the real run) and

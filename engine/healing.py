@@ -21,8 +21,47 @@ class HealedPrefix:
     first_allowed: torch.Tensor | None  # token ids allowed at canvas position 0, None when nothing was healed
 
 
-def heal_prefix(vocab: Vocabulary, prefix_ids: list[int]) -> HealedPrefix:
-    """Move the last prefix token (more when it ends inside a UTF-8 character) into the canvas constraint."""
+# What the user most often types next: a letter (the probe only has to be a non-space character).
+PROBE = "x"
+
+
+def encode_prefix(vocab: Vocabulary, text: str) -> tuple[list[int], bytes]:
+    """The prefix's tokens as they tokenize once more is typed, and the trailing bytes that do not yet form one.
+
+    Byte-level pre-tokenizers split a whitespace run before its last character when text follows it
+    (`\n    return` is `\n   ` + ` return`), but a prefix that *ends* in the run encodes it as one token (`\n    `)
+    that no natural continuation starts with: a cursor after indentation, the most common place to complete,
+    would force the model to produce an unnatural split (it then doubled the indentation). When the last token
+    is such a run, the prefix is tokenized with a probe character after it and the run's tail that joins the
+    probe's token is held back, to become the healed bytes."""
+    ids = vocab.encode(text) if text else []
+    if not ids or ids[-1] in vocab.special_ids:
+        return ids, b""
+    last = vocab.token_bytes[ids[-1]]
+    if len(last) < 2 or last.strip():
+        return ids, b""
+    encoded = text.encode("utf-8")
+    kept, consumed = [], 0
+    for token in vocab.encode(text + PROBE):
+        size = len(vocab.token_bytes[token])
+        if consumed + size > len(encoded):
+            break
+        kept.append(token)
+        consumed += size
+    held = encoded[consumed:]
+    if not kept or vocab.token_bytes_of(kept) != encoded[:consumed]:
+        return ids, b""  # the probe changed earlier tokens: the plain encoding
+    if held and not vocab.ids_starting_with(held).numel():
+        return ids, b""
+    # With nothing held (`\n\n` + `x` is `\n`, `\n`, `x`), heal_prefix heals the probe-split run's last token.
+    return kept, held
+
+
+def heal_prefix(vocab: Vocabulary, prefix_ids: list[int], held: bytes = b"") -> HealedPrefix:
+    """The canvas constraint for a prefix: the bytes `encode_prefix` held back when there are any, else the last
+    prefix token (more when it ends inside a UTF-8 character) moves into the canvas."""
+    if held:
+        return HealedPrefix(list(prefix_ids), held, vocab.ids_starting_with(held))
     if not prefix_ids or prefix_ids[-1] in vocab.special_ids:
         return HealedPrefix(list(prefix_ids), b"", None)
     for count in range(1, min(MAX_HEALED_TOKENS, len(prefix_ids)) + 1):

@@ -17,7 +17,7 @@ import torch
 from mercury_lsp.engine.checkpoint import LoadedModel
 from mercury_lsp.engine.context_cache import PrefixCache, concat_kv, slice_kv
 from mercury_lsp.engine.errors import InfillError
-from mercury_lsp.engine.healing import heal_prefix
+from mercury_lsp.engine.healing import encode_prefix, heal_prefix
 from mercury_lsp.engine.model import LayerKV
 from mercury_lsp.engine.sampler import Canvas, canvas_text, denoise_step, new_canvas
 
@@ -152,22 +152,22 @@ class InfillEngine:
         # A token is rarely longer than 16 characters, so this keeps enough text for the token budget.
         prefix = prefix[stable_cut(prefix, prefix_budget * 16) :]
         suffix = suffix[: suffix_budget * 16]
-        prefix_ids = self.vocab.encode(prefix) if prefix and prefix_budget else []
+        prefix_ids, held = encode_prefix(self.vocab, prefix) if prefix_budget else ([], b"")
         if len(prefix_ids) > prefix_budget:
             # Drop whole chunks from the left, so the chunks that stay are the ones the cache holds (unless the
             # budget is so small that a chunk would be a large share of it).
             chunk = s.chunk_size if prefix_budget >= 4 * s.chunk_size else 1
             prefix_ids = prefix_ids[math.ceil((len(prefix_ids) - prefix_budget) / chunk) * chunk :]
         suffix_ids = self.vocab.encode(suffix)[:suffix_budget] if suffix and suffix_budget else []
-        return prefix_ids, suffix_ids
+        return prefix_ids, held, suffix_ids
 
     # -- requests ----------------------------------------------------------------------------------------------
     @torch.inference_mode()
     def start(self, request: InfillRequest) -> list[Job]:
         """Tokenize, heal, encode the context and run the first denoising step; one job per candidate."""
         request.validate(self.settings)
-        prefix_ids, suffix_ids = self.tokenize_context(request.prefix, request.suffix, request.max_tokens + 1)
-        healed = heal_prefix(self.vocab, prefix_ids)
+        prefix_ids, held, suffix_ids = self.tokenize_context(request.prefix, request.suffix, request.max_tokens + 1)
+        healed = heal_prefix(self.vocab, prefix_ids, held)
         mode = request.length_mode
         if mode == "auto":
             mode = "expand" if self.vocab.expand_id is not None else "filler"

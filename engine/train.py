@@ -22,7 +22,7 @@ from torch.nn import functional as F
 
 from mercury_lsp.engine.checkpoint import load_vocabulary, save_checkpoint
 from mercury_lsp.engine.corpus import Corpus, collect_corpus
-from mercury_lsp.engine.healing import heal_prefix
+from mercury_lsp.engine.healing import encode_prefix, heal_prefix
 from mercury_lsp.engine.model import ModelConfig, Transformer
 from mercury_lsp.engine.tokenizer_training import sample_texts, special_token_ids, train_tokenizer
 from mercury_lsp.engine.vocab import Vocabulary
@@ -218,7 +218,7 @@ def infill_parts(
     does: prefix and suffix separately, the prefix healed; a target longer than the canvas is cut (the suffix then
     starts where it stops). None when the cut falls inside a character or healing has no valid first token."""
     prefix_start = _line_start(text, max(0, a - context_chars), forward=True) if a > context_chars else 0
-    healed = heal_prefix(vocab, vocab.encode(text[prefix_start:a]) if a > prefix_start else [])
+    healed = heal_prefix(vocab, *encode_prefix(vocab, text[prefix_start:a]))
     canvas_len = max_tokens + (1 if healed.heal else 0)
     try:
         heal_text = healed.heal.decode("utf-8")

@@ -22,17 +22,20 @@ class CursorView:
     line_suffix: str
     next_lines: tuple[str, ...]
     indent_unit: str
+    previous_lines: tuple[str, ...] = ()  # the lines above the cursor's, nearest last
 
     @classmethod
     def around(cls, before: str, after: str, lookahead: int = 8) -> CursorView:
         """Build the view from the document text before and after the cursor."""
         line_prefix = before[before.rfind("\n") + 1 :]
         rest = after.split("\n", lookahead + 1)
+        above = before[: len(before) - len(line_prefix)].rsplit("\n", lookahead + 1)[-lookahead - 1 : -1]
         return cls(
             line_prefix=line_prefix,
             line_suffix=rest[0].rstrip("\r"),
             next_lines=tuple(line.rstrip("\r") for line in rest[1 : lookahead + 1]),
             indent_unit=detect_indent_unit(before[-4000:] + after[:4000]),
+            previous_lines=tuple(line.rstrip("\r") for line in above),
         )
 
 
@@ -165,6 +168,20 @@ def drop_suffix_overlap(text: str, view: CursorView) -> str:
     return _without_trailing_blank_lines("\n".join(lines))
 
 
+def drop_repeated_lines(text: str, view: CursorView) -> str:
+    """Small models loop: cut the text where a line repeats the one before it, and offer nothing on an empty line
+    when the text starts by repeating the line above the cursor (a copy the user would only have to delete)."""
+    lines = text.split("\n")
+    for index in range(1, len(lines)):
+        if lines[index].strip() and lines[index].strip() == lines[index - 1].strip():
+            lines = lines[:index]
+            break
+    above = next((line.strip() for line in reversed(view.previous_lines) if line.strip()), None)
+    if not view.line_prefix.strip() and not view.line_suffix.strip() and lines[0].strip() == above:
+        return ""
+    return _without_trailing_blank_lines("\n".join(lines))
+
+
 def drop_blank(text: str, view: CursorView) -> str:
     """Nothing instead of a suggestion that is only whitespace."""
     return text if text.strip() else ""
@@ -175,6 +192,7 @@ PIPELINE: tuple[Filter, ...] = (
     limit_scope,
     normalize_indentation,
     drop_suffix_overlap,
+    drop_repeated_lines,
     drop_blank,
 )
 

@@ -1,7 +1,9 @@
-"""The built wheel installs one top-level import name, `mercury_lsp` (PyPI already has `kernels` and `engine`)."""
+"""The built wheel installs one top-level import name, `mercury_lsp` (PyPI already has `kernels` and `engine`), and
+carries the bundled model whole."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import zipfile
@@ -21,3 +23,14 @@ def test_wheel_has_only_the_mercury_lsp_top_level_package(tmp_path):
     assert top_level == {"mercury_lsp"}
     for module in ("mercury_lsp/engine/model.py", "mercury_lsp/kernels/attention.py", "mercury_lsp/engine/cli.py"):
         assert module in names
+
+    # The bundled model: every weight file its index names, so an installed package completes out of the box.
+    model = "mercury_lsp/models/default/"
+    for file in ("config.json", "tokenizer.json", "MODEL_CARD.md"):
+        assert model + file in names
+    bundled = ROOT / model
+    index = bundled / "model.safetensors.index.json"
+    weights = set(json.loads(index.read_text())["weight_map"].values()) if index.exists() else {"model.safetensors"}
+    if index.exists():
+        weights.add(index.name)
+    assert {model + w for w in weights} <= set(names)

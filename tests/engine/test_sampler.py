@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 import torch
+from tokenizers import Tokenizer
 
 from mercury_lsp.engine.checkpoint import LoadedModel
-from mercury_lsp.engine.healing import heal_prefix
+from mercury_lsp.engine.healing import encode_prefix, heal_prefix
 from mercury_lsp.engine.infill import InfillEngine, InfillRequest
 from mercury_lsp.engine.sampler import canvas_text, denoise_step, new_canvas
 from mercury_lsp.engine.vocab import Vocabulary
@@ -32,7 +34,7 @@ def vocab() -> Vocabulary:
 
 def scripted_engine(vocab, prefix, middle, *, content_p=0.6, filler_p=0.99, shifted=False, overrides=None):
     """An engine whose model knows the infill: `middle` after the healed prefix, then end-of-text everywhere."""
-    healed = heal_prefix(vocab, vocab.encode(prefix))
+    healed = heal_prefix(vocab, *encode_prefix(vocab, prefix))
     truth = vocab.encode(healed.heal.decode() + middle)
     start = len(healed.ids)
     script = {start + i: [(t, content_p)] for i, t in enumerate(truth)}
@@ -89,8 +91,9 @@ def test_token_healing_constrains_the_first_token_and_drops_the_typed_bytes(voca
 
 @pytest.mark.parametrize(
     "prefix",
-    ["def f():\n", 'print("hel', "", "x = [1, 2,", "    return tot"],
-    ids=["after-bare-newline", "inside-string", "buffer-start", "after-comma", "mid-word"],
+    ["def f():\n", 'print("hel', "", "x = [1, 2,", "    return tot", "def f():\n    ", "x = 1\n\n", "if a:\n        "],
+    ids=["after-bare-newline", "inside-string", "buffer-start", "after-comma", "mid-word", "after-indentation",
+         "after-blank-line", "after-deeper-indentation"],
 )
 def test_healing_cases_return_only_text_after_the_cursor(vocab, prefix):
     engine, healed, truth = scripted_engine(vocab, prefix, "abc")
@@ -188,3 +191,37 @@ def test_n_candidates_run_in_one_batch(tiny_checkpoint):
     several = engine.infill(InfillRequest(prefix="x = ", max_tokens=8, n=4))
     assert several.text == single.text  # candidate 0 is the greedy one
     assert 1 <= len(several.candidates) <= 4 and several.candidates[0] == single.text
+
+
+BUNDLED_TOKENIZER = Path(__file__).resolve().parents[2] / "mercury_lsp" / "models" / "default" / "tokenizer.json"
+
+
+@pytest.mark.parametrize("which", ["test", "bundled"])
+@pytest.mark.parametrize(
+    "prefix",
+    ["def f():\n    ", "x = 1\n\n", "if a:\n        ", "x =  ", "\tif a:\n\t\t", "y = 2\n\n    ", "    return "],
+)
+@pytest.mark.parametrize("typed", ["return a", "(b)", "# note", "_x = 1"])
+def test_the_encoded_prefix_is_how_the_text_tokenizes_once_more_is_typed(vocab, which, prefix, typed):
+    """The kept tokens begin the tokenization of prefix + what comes next, and the next token starts with the held
+    bytes, so the canvas can produce the natural tokens (a whole-run token like `\n    ` would forbid them)."""
+    if which == "bundled":
+        tokenizer = Tokenizer.from_file(str(BUNDLED_TOKENIZER))
+        table = tokenizer.get_vocab(with_added_tokens=True)
+        vocab = Vocabulary(tokenizer=tokenizer, mask_id=table["<|mask|>"], eos_id=table["<|endoftext|>"],
+                           pad_id=table["<|pad|>"], special_ids=frozenset(table[t] for t in ("<|mask|>", "<|endoftext|>", "<|pad|>")))
+    kept, held = encode_prefix(vocab, prefix)
+    healed = heal_prefix(vocab, kept, held)
+    natural = vocab.encode(prefix + typed)
+    assert natural[: len(healed.ids)] == healed.ids
+    assert vocab.token_bytes[natural[len(healed.ids)]].startswith(healed.heal)
+    assert vocab.token_bytes_of(healed.ids) + healed.heal == prefix.encode()
+
+
+def test_after_indentation_the_bundled_tokenizer_holds_back_one_space():
+    tokenizer = Tokenizer.from_file(str(BUNDLED_TOKENIZER))
+    table = tokenizer.get_vocab(with_added_tokens=True)
+    vocab = Vocabulary(tokenizer=tokenizer, mask_id=table["<|mask|>"], eos_id=table["<|endoftext|>"],
+                       pad_id=table["<|pad|>"], special_ids=frozenset((table["<|mask|>"],)))
+    kept, held = encode_prefix(vocab, "def f():\n    ")
+    assert held == b" " and vocab.token_bytes_of(kept) == b"def f():\n   "

@@ -2,6 +2,7 @@
 
     python bench/train_gpu.py                 # 7.5 minutes of training, resumes from runs/gpu when present
     python bench/train_gpu.py --minutes 3     # a shorter run (or a continuation of the last one)
+    python bench/train_gpu.py --init-from mercury_lsp/models/default   # continue the shipped model (new optimizer)
     python bench/train_gpu.py --check         # a few tiny CPU steps into a temp folder: the script's plumbing
 
 Same objective and code as `mercury-engine train` (engine/train.py): a causal warm start, then masked diffusion
@@ -43,6 +44,9 @@ def main() -> int:
     parser.add_argument("--export", type=Path, default=BUNDLED_MODEL)
     parser.add_argument("--workers", type=int, default=min(12, max(1, (os.cpu_count() or 2) - 2)))
     parser.add_argument("--no-compile", action="store_true")
+    parser.add_argument("--init-from", type=Path, default=None,
+                        help="start from this model folder's weights (e.g. the bundled model) instead of from scratch; "
+                             "skips the causal warm start")
     parser.add_argument("--roots", type=Path, nargs="+", help="corpus folders (default: stdlib and site-packages)")
     parser.add_argument("--check", action="store_true", help="tiny CPU run into a temp folder")
     args = parser.parse_args()
@@ -75,7 +79,8 @@ def main() -> int:
         compile_model=compile_model, log=lambda line: print(line, file=sys.stderr, flush=True),
         tokenizer_from=tokenizer if tokenizer is not None and tokenizer.exists() else None,
     )
-    warm = 0.0 if (work_dir / "state.pt").exists() else (0.2 if args.check else args.warm_start_minutes)
+    resuming = (work_dir / "state.pt").exists() or args.init_from is not None
+    warm = 0.0 if resuming else (0.2 if args.check else args.warm_start_minutes)
     if warm > 0:
         # Shifted prediction reads token i at output i-1, as causal training does: the warm start carries over.
         run_training(work_dir, config, warm, objective="autoregressive",
@@ -86,6 +91,7 @@ def main() -> int:
         minutes - warm,
         export_to=export,
         max_steps=max_steps,
+        init_from=args.init_from,
         **common,
     )
     last = state.history[-1] if state.history else {}

@@ -20,7 +20,7 @@ import torch
 from tokenizers import Tokenizer
 from torch.nn import functional as F
 
-from mercury_lsp.engine.checkpoint import load_vocabulary, save_checkpoint
+from mercury_lsp.engine.checkpoint import load_checkpoint, load_vocabulary, save_checkpoint
 from mercury_lsp.engine.corpus import Corpus, collect_corpus
 from mercury_lsp.engine.healing import encode_prefix, heal_prefix
 from mercury_lsp.engine.model import ModelConfig, Transformer
@@ -324,6 +324,7 @@ class TrainState:
     tokens_seen: int = 0
     seconds: float = 0.0
     history: list[dict] = field(default_factory=list)
+    optimizer_start: int = 0  # the step the optimizer's state began at: warm-up counts from here
 
 
 def model_config_json(model_config: ModelConfig, tokenizer: Tokenizer, state: TrainState, config: TrainConfig) -> dict:
@@ -420,10 +421,13 @@ def train(
     log_every: int = 50,
     bf16: bool = True,
     objective: str = "diffusion",
+    init_from: Path | None = None,
 ) -> TrainState:
     """Train for `minutes` of wall time (or `max_steps`), resuming from work_dir/state.pt when it exists.
 
-    Every `log_every` steps the mean loss and throughput go to `log` and the state's history."""
+    Without a state.pt, `init_from` (a model folder, e.g. the bundled model) gives the starting weights: a new
+    session can continue a model whose optimizer state stayed on another machine. Every `log_every` steps the mean
+    loss and throughput go to `log` and the state's history."""
     device = device or torch.device("cpu")
     work_dir.mkdir(parents=True, exist_ok=True)
     state_path = work_dir / "state.pt"
@@ -440,6 +444,9 @@ def train(
         optimizer.load_state_dict(saved["optimizer"])
         state = TrainState(**saved["state"])
         log(f"resumed at step {state.step} ({state.tokens_seen / 1e6:.1f}M tokens seen)")
+    elif init_from is not None:
+        state = _load_initial_weights(model, init_from)
+        log(f"started from the weights in {init_from} ({state.tokens_seen / 1e6:.1f}M tokens seen there)")
     body = torch.compile(model.forward_window) if compile_model else model.forward_window
     compiled_ok = not compile_model  # the first step proves the compiled graph, or falls back to eager
     # bf16 matmuls with float32 weights: flash attention on GPU, AMX on recent Xeons (1.5x on our 2-core machine).
@@ -454,7 +461,7 @@ def train(
         if elapsed >= budget or (max_steps is not None and state.step >= max_steps):
             break
         fraction = state.step / max_steps if max_steps else elapsed / budget
-        lr = learning_rate(config, state.step, fraction)
+        lr = learning_rate(config, state.step - state.optimizer_start, fraction)
         for group in optimizer.param_groups:
             group["lr"] = lr
         batch = tuple(t.to(device, non_blocking=True) for t in next(builder_batches))
@@ -499,6 +506,21 @@ def train(
     state.seconds += time.perf_counter() - last_save
     _checkpoint(model, optimizer, state, config, tokenizer, work_dir, export_to)
     return state
+
+
+def _load_initial_weights(model: Transformer, folder: Path) -> TrainState:
+    """Copy a model folder's weights into `model` (same shape required); its training record carries over."""
+    loaded = load_checkpoint(folder, device="cpu", dtype=torch.float32)
+    mine, theirs = model.config, loaded.model.config
+    fields = ("vocab_size", "hidden_size", "intermediate_size", "num_layers", "num_heads", "num_kv_heads", "shifted")
+    different = [f for f in fields if getattr(mine, f) != getattr(theirs, f)]
+    if different:
+        raise ValueError(f"{folder} does not match the training configuration ({', '.join(different)} differ).")
+    model.load_state_dict(loaded.model.state_dict())
+    record = json.loads((Path(folder) / "config.json").read_text()).get("mercury_training", {})
+    step = int(record.get("steps", 0))
+    return TrainState(step=step, tokens_seen=int(record.get("tokens_seen", 0)),
+                      seconds=float(record.get("train_seconds", 0.0)), optimizer_start=step)
 
 
 def _batch_loss(model: Transformer, objective: str, batch, forward, autocast) -> torch.Tensor:
@@ -558,6 +580,7 @@ def run_training(
     objective: str = "diffusion",
     log=print,
     corpus: Corpus | None = None,
+    init_from: Path | None = None,
 ) -> TrainState:
     """Corpus, tokenizer, examples and the loop, for one (resumable) training run.
 
@@ -583,7 +606,7 @@ def run_training(
     stream = example_batches(texts, vocab, config, workers)
     return train(
         work_dir, stream, tokenizer, config, minutes, checkpoint_minutes, export_to, device, max_steps, log,
-        compile_model, bf16=bf16, objective=objective,
+        compile_model, bf16=bf16, objective=objective, init_from=init_from,
     )
 
 

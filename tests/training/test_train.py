@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import subprocess
@@ -122,3 +123,26 @@ def test_a_compiler_failure_falls_back_to_eager(tmp_path: Path, vocab: Vocabular
     assert [line for line in lines if "torch.compile failed" in line] == [
         "torch.compile failed (RuntimeError: inductor: no C compiler found); training eagerly"
     ]
+
+
+def test_a_run_can_start_from_an_exported_model(tmp_path: Path, vocab: Vocabulary) -> None:
+    """The optimizer state of a GPU run stays on that machine; a later run starts from the exported weights, with
+    its training record carried on and a fresh warm-up, and a folder of another shape is refused in one sentence."""
+    first = train(tmp_path / "first", tiny_batches(vocab), vocab.tokenizer, TINY, minutes=5, max_steps=40,
+                  log=lambda _: None, log_every=40)
+    lines: list[str] = []
+    second = train(tmp_path / "second", tiny_batches(vocab), vocab.tokenizer, TINY, minutes=5, max_steps=41,
+                   log=lines.append, log_every=1, init_from=tmp_path / "first" / "model")
+    assert any("started from the weights" in line for line in lines)
+    assert second.step == 41 and second.tokens_seen == first.tokens_seen + TINY.batch_size * TINY.seq_len
+    assert second.optimizer_start == 40
+    assert second.history[-1]["lr"] == pytest.approx(TINY.lr / TINY.warmup_steps)  # warm-up starts again
+    # The continued model starts where the first left off, far below a fresh model's loss.
+    fresh = train(tmp_path / "fresh", tiny_batches(vocab), vocab.tokenizer, TINY, minutes=5, max_steps=1,
+                  log=lambda _: None, log_every=1)
+    assert second.history[-1]["loss"] < fresh.history[-1]["loss"]
+
+    wider = dataclasses.replace(TINY, hidden_size=TINY.hidden_size * 2)
+    with pytest.raises(ValueError, match="hidden_size"):
+        train(tmp_path / "wider", tiny_batches(vocab), vocab.tokenizer, wider, minutes=5, max_steps=1,
+              log=lambda _: None, init_from=tmp_path / "first" / "model")

@@ -4,6 +4,7 @@
 #
 #   bench/gpu_session.sh check           # GPU tests, bench/gpu_step.py, a short training smoke run (~4 min)
 #   bench/gpu_session.sh train MINUTES   # the bundled model's training run; the model folder to $OUT/model
+#   bench/gpu_session.sh train MINUTES --init-from mercury_lsp/models/default   # ... continuing the shipped model
 #
 # Every output lands under $OUT (the folder the device tool sends back), default /tmp/mercury-gpu.
 set -uo pipefail
@@ -31,7 +32,7 @@ train)
     minutes=${2:?minutes}
     rm -rf runs/gpu
     python3 bench/train_gpu.py --minutes "$minutes" --warm-start-minutes 1.0 --work-dir runs/gpu \
-        --export "$OUT/model" 2> >(tee "$OUT/train.log" >&2)
+        --export "$OUT/model" "${@:3}" 2> >(tee "$OUT/train.log" >&2)
     rm -f "$OUT/model/tokenizer.json"  # the bundled one: the run reuses it
     ;;
 *)

@@ -6,6 +6,7 @@ One explicit weight-name map per family; every problem with a folder becomes one
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -220,8 +221,35 @@ def pick_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+CPU_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU multiplies bf16 matrices in hardware (AMX or AVX512-BF16); elsewhere bf16 is emulated
+    and slower than float32."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def pick_dtype(target: torch.device) -> torch.dtype:
+    """bf16 on a GPU. On a CPU, bf16 where the hardware does it natively (the bundled model then answers in about
+    two thirds of the float32 time with the same completions), else float32; `MERCURY_CPU_DTYPE=float32` or
+    `bfloat16` decides instead."""
+    if target.type == "cuda":
+        return torch.bfloat16
+    choice = os.environ.get("MERCURY_CPU_DTYPE", "auto")
+    if choice == "auto":
+        return torch.bfloat16 if cpu_has_native_bf16() else torch.float32
+    if choice not in CPU_DTYPES:
+        raise CheckpointError(f"MERCURY_CPU_DTYPE must be auto, float32 or bfloat16, not {choice!r}.")
+    return CPU_DTYPES[choice]
+
+
 def load_checkpoint(path: str | Path, device: str = "auto", dtype: torch.dtype | None = None) -> LoadedModel:
-    """Load a model folder; weights are memory-mapped, bf16 on GPU and float32 on CPU unless `dtype` says."""
+    """Load a model folder; weights are memory-mapped, in `dtype` or else as `pick_dtype` decides."""
     folder = Path(path).expanduser()
     if not folder.is_dir():
         raise CheckpointError(f"model folder {folder} does not exist.")
@@ -245,7 +273,7 @@ def load_checkpoint(path: str | Path, device: str = "auto", dtype: torch.dtype |
             f"tokenizer.json has {vocab.size} tokens but the model's vocabulary is {config.vocab_size}."
         )
     target = pick_device(device)
-    dtype = dtype or (torch.bfloat16 if target.type == "cuda" else torch.float32)
+    dtype = dtype or pick_dtype(target)
     with torch.device("meta"):
         model = Transformer(config)
     state = _read_weights(model, config, names, files, target, dtype)

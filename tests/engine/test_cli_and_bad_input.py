@@ -213,3 +213,29 @@ def test_save_checkpoint_shards_and_round_trips(tiny_checkpoint, tmp_path):
     save_checkpoint(loaded.model, tokenizer, folder, config_json)
     assert (folder / "model.safetensors").exists()
     assert not list(folder.glob("model-*-of-*.safetensors")) and not (folder / "model.safetensors.index.json").exists()
+
+
+def test_cpu_dtype_follows_the_hardware_unless_the_environment_says(monkeypatch, tiny_checkpoint):
+    """bf16 on CPUs that multiply it natively, float32 elsewhere; MERCURY_CPU_DTYPE overrides; a bad value is one
+    sentence; a bf16 model on the CPU still completes."""
+    from mercury_lsp.engine import checkpoint
+    from mercury_lsp.engine.errors import CheckpointError
+    from mercury_lsp.engine.infill import InfillEngine, InfillRequest
+
+    cpu = torch.device("cpu")
+    monkeypatch.setenv("MERCURY_CPU_DTYPE", "auto")
+    for native, expected in ((True, torch.bfloat16), (False, torch.float32)):
+        monkeypatch.setattr(checkpoint, "cpu_has_native_bf16", lambda native=native: native)
+        assert checkpoint.pick_dtype(cpu) == expected
+    assert checkpoint.pick_dtype(torch.device("cuda")) == torch.bfloat16
+    monkeypatch.setenv("MERCURY_CPU_DTYPE", "float32")
+    assert checkpoint.pick_dtype(cpu) == torch.float32
+    monkeypatch.setenv("MERCURY_CPU_DTYPE", "fp8")
+    with pytest.raises(CheckpointError, match="MERCURY_CPU_DTYPE must be auto, float32 or bfloat16"):
+        checkpoint.pick_dtype(cpu)
+
+    monkeypatch.setenv("MERCURY_CPU_DTYPE", "bfloat16")
+    loaded = checkpoint.load_checkpoint(tiny_checkpoint, device="cpu")
+    assert loaded.dtype == torch.bfloat16 and loaded.model.embed_tokens.weight.dtype == torch.bfloat16
+    result = InfillEngine(loaded).infill(InfillRequest(prefix="def f(x):\n    return ", suffix="\n", max_tokens=6))
+    assert isinstance(result.text, str) and result.steps >= 1

@@ -5,6 +5,7 @@ would quietly undo what the model learned. Greedy decoding is deterministic, so 
 from __future__ import annotations
 
 import pytest
+import torch
 
 from mercury_lsp.engine.checkpoint import load_checkpoint
 from mercury_lsp.engine.evaluate import common_code_completions
@@ -14,10 +15,10 @@ from mercury_lsp.models import BUNDLED_MODEL
 EXPECTED_RIGHT = ("[]", "total", "i in range(n):", "items():")
 
 
-@pytest.fixture(scope="module")
-def rows() -> list[tuple[str, str, str]]:
-    """(cursor line, completion, what a person would type) for every everyday prompt."""
-    loaded = load_checkpoint(BUNDLED_MODEL, device="cpu")
+@pytest.fixture(scope="module", params=[torch.float32, torch.bfloat16], ids=["float32", "bfloat16"])
+def rows(request) -> list[tuple[str, str, str]]:
+    """(cursor line, completion, what a person would type) for every everyday prompt, in both CPU dtypes."""
+    loaded = load_checkpoint(BUNDLED_MODEL, device="cpu", dtype=request.param)
     assert loaded.model.config.max_position_embeddings == 1024 and loaded.model.config.shifted
     return common_code_completions(loaded)
 

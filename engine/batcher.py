@@ -86,6 +86,8 @@ class Batcher:
         self.message: str | None = None
         self.model_name = model_path.name
         self.device_name = device
+        self.dtype_name: str | None = None  # known once the model has loaded
+        self.context_tokens: int | None = None
         self.last_activity = time.monotonic()
         self._engine: Any = None
         self._waiting: deque[Ticket] = deque()
@@ -177,6 +179,8 @@ class Batcher:
             self._fail_load(f"The model could not be loaded ({type(error).__name__}: {error}).")
             return False
         self.model_name, self.device_name = loaded.name, str(loaded.device)
+        self.dtype_name = str(loaded.dtype).removeprefix("torch.")
+        self.context_tokens = loaded.model.config.max_position_embeddings
         self.state = "ok"
         self.metrics.set_model("ok", self.model_name, self.device_name)
         log.info("model %s loaded on %s in %.1f s", loaded.name, loaded.device, time.perf_counter() - started)

@@ -293,6 +293,8 @@ async def handle_health(request: web.Request) -> web.Response:
     batcher = request.app[BATCHER_KEY]
     payload: dict[str, Any] = {"status": batcher.state, "model": batcher.model_name, "device": batcher.device_name,
                                "max_batch": batcher.max_batch}
+    if batcher.dtype_name is not None:
+        payload |= {"dtype": batcher.dtype_name, "context_tokens": batcher.context_tokens}
     if batcher.message:
         payload["message"] = batcher.message
     return web.json_response(payload)

@@ -42,6 +42,8 @@ def test_health_reports_the_loaded_model(shared_engine, tiny_checkpoint):
     assert health["status"] == "ok"
     assert health["model"] == tiny_checkpoint.name
     assert health["device"] == "cpu"
+    assert health["dtype"] == "float32"  # the tests' MERCURY_CPU_DTYPE (tests/conftest.py)
+    assert health["context_tokens"] == 4096  # the tiny checkpoint's max_position_embeddings
 
 
 async def test_infill_matches_the_engine_run_in_process(shared_engine, reference):

@@ -22,6 +22,7 @@ from torch.nn import functional as F
 
 from mercury_lsp.engine.checkpoint import load_checkpoint, load_vocabulary, save_checkpoint
 from mercury_lsp.engine.corpus import Corpus, collect_corpus
+from mercury_lsp.engine.errors import CheckpointError
 from mercury_lsp.engine.healing import encode_prefix, heal_prefix
 from mercury_lsp.engine.model import ModelConfig, Transformer
 from mercury_lsp.engine.tokenizer_training import sample_texts, special_token_ids, train_tokenizer
@@ -515,7 +516,7 @@ def _load_initial_weights(model: Transformer, folder: Path) -> TrainState:
     fields = ("vocab_size", "hidden_size", "intermediate_size", "num_layers", "num_heads", "num_kv_heads", "shifted")
     different = [f for f in fields if getattr(mine, f) != getattr(theirs, f)]
     if different:
-        raise ValueError(f"{folder} does not match the training configuration ({', '.join(different)} differ).")
+        raise CheckpointError(f"{folder} does not match the training configuration ({', '.join(different)} differ).")
     model.load_state_dict(loaded.model.state_dict())
     record = json.loads((Path(folder) / "config.json").read_text()).get("mercury_training", {})
     step = int(record.get("steps", 0))

@@ -27,6 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--workers", type=int, default=0, help="example-building worker processes")
     train.add_argument("--compile", action="store_true", help="torch.compile the model")
     train.add_argument("--fp32", action="store_true", help="no bf16 autocast")
+    train.add_argument("--init-from", type=Path, default=None,
+                       help="start from this model folder's weights (same shape) when the work dir has no state")
     train.add_argument("--objective", choices=["diffusion", "autoregressive"], default="diffusion",
                        help="autoregressive: the causal warm start before diffusion training")
     train.set_defaults(func=cmd_train)
@@ -77,6 +79,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         bf16=not args.fp32,
         objective=args.objective,
         log=lambda line: print(line, file=sys.stderr, flush=True),
+        init_from=args.init_from,
     )
     print(json.dumps({"steps": state.step, "tokens_seen": state.tokens_seen, "seconds": round(state.seconds, 1)}))
     return 0

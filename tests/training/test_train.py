@@ -14,6 +14,7 @@ import torch
 from tokenizers import Tokenizer
 
 from mercury_lsp.engine.checkpoint import load_checkpoint
+from mercury_lsp.engine.errors import CheckpointError
 from mercury_lsp.engine.infill import InfillEngine, InfillRequest
 from mercury_lsp.engine.train import (
     PRESETS,
@@ -94,6 +95,21 @@ def test_train_command_runs_and_rejects_bad_input(tmp_path: Path, corpus_root: P
     assert bad.returncode == 2
     assert bad.stderr.strip().startswith("mercury-engine: error: corpus root") and "Traceback" not in bad.stderr
 
+    # A new run continues the export (--max-steps counts from the export's steps); a model folder of another shape
+    # is refused in one line.
+    command[command.index("--work-dir") + 1] = str(tmp_path / "continued")
+    command[command.index("--max-steps") + 1] = "6"
+    again = subprocess.run(command + ["--init-from", str(tmp_path / "export")], capture_output=True, text=True,
+                           timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert "started from the weights" in again.stderr and json.loads(again.stdout)["steps"] == 3 + 3
+    command[command.index("--preset") + 1] = "cpu"
+    command[command.index("--work-dir") + 1] = str(tmp_path / "other")
+    other = subprocess.run(command + ["--init-from", str(tmp_path / "export")], capture_output=True, text=True,
+                           timeout=120)
+    assert other.returncode == 2 and "Traceback" not in other.stderr
+    assert other.stderr.strip().startswith("mercury-engine: error:") and "does not match" in other.stderr
+
 
 def test_autoregressive_warm_start_learns_and_diffusion_resumes_from_it(tmp_path: Path, vocab: Vocabulary) -> None:
     work = tmp_path / "run"
@@ -143,6 +159,6 @@ def test_a_run_can_start_from_an_exported_model(tmp_path: Path, vocab: Vocabular
     assert second.history[-1]["loss"] < fresh.history[-1]["loss"]
 
     wider = dataclasses.replace(TINY, hidden_size=TINY.hidden_size * 2)
-    with pytest.raises(ValueError, match="hidden_size"):
+    with pytest.raises(CheckpointError, match="hidden_size"):
         train(tmp_path / "wider", tiny_batches(vocab), vocab.tokenizer, wider, minutes=5, max_steps=1,
               log=lambda _: None, init_from=tmp_path / "first" / "model")

@@ -108,7 +108,8 @@ def test_train_command_runs_and_rejects_bad_input(tmp_path: Path, corpus_root: P
     other = subprocess.run(command + ["--init-from", str(tmp_path / "export")], capture_output=True, text=True,
                            timeout=120)
     assert other.returncode == 2 and "Traceback" not in other.stderr
-    assert other.stderr.strip().startswith("mercury-engine: error:") and "does not match" in other.stderr
+    last = other.stderr.strip().splitlines()[-1]
+    assert last.startswith("mercury-engine: error:") and "does not match the training configuration" in last
 
 
 def test_autoregressive_warm_start_learns_and_diffusion_resumes_from_it(tmp_path: Path, vocab: Vocabulary) -> None:

@@ -236,7 +236,7 @@ def cpu_has_native_bf16() -> bool:
 
 def pick_dtype(target: torch.device) -> torch.dtype:
     """bf16 on a GPU. On a CPU, bf16 where the hardware does it natively (the bundled model then answers in about
-    two thirds of the float32 time with the same completions), else float32; `MERCURY_CPU_DTYPE=float32` or
+    60% of the float32 time with the same exact-match rate), else float32; `MERCURY_CPU_DTYPE=float32` or
     `bfloat16` decides instead."""
     if target.type == "cuda":
         return torch.bfloat16

@@ -134,8 +134,9 @@ class InfillEngine:
         self._padded_context: tuple[tuple, list[LayerKV], torch.Tensor] | None = None
 
     # -- context -----------------------------------------------------------------------------------------------
-    def tokenize_context(self, prefix: str, suffix: str, canvas_tokens: int) -> tuple[list[int], list[int]]:
-        """Token windows of prefix and suffix within the budgets (cut by characters first: files can be huge).
+    def tokenize_context(self, prefix: str, suffix: str, canvas_tokens: int) -> tuple[list[int], bytes, list[int]]:
+        """Token windows of prefix and suffix within the budgets (cut by characters first: files can be huge), and
+        the prefix bytes `encode_prefix` held back for healing.
 
         The budgets shrink to fit the model's trained positions: a small model trained on short windows must not
         see positions it never learned.

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
+import json
 
 import pytest
 import torch
-from tokenizers import Tokenizer
 
-from mercury_lsp.engine.checkpoint import LoadedModel
+from mercury_lsp.engine.checkpoint import LoadedModel, load_vocabulary
 from mercury_lsp.engine.healing import encode_prefix, heal_prefix
 from mercury_lsp.engine.infill import InfillEngine, InfillRequest
 from mercury_lsp.engine.sampler import canvas_text, denoise_step, new_canvas
 from mercury_lsp.engine.vocab import Vocabulary
+from mercury_lsp.models import BUNDLED_MODEL
 
 from checkpoints import make_tokenizer
 from scripted import ScriptedModel
@@ -193,7 +193,10 @@ def test_n_candidates_run_in_one_batch(tiny_checkpoint):
     assert 1 <= len(several.candidates) <= 4 and several.candidates[0] == single.text
 
 
-BUNDLED_TOKENIZER = Path(__file__).resolve().parents[2] / "mercury_lsp" / "models" / "default" / "tokenizer.json"
+@pytest.fixture(scope="module")
+def bundled_vocab() -> Vocabulary:
+    """The bundled model's vocabulary, read as the engine reads it."""
+    return load_vocabulary(BUNDLED_MODEL, json.loads((BUNDLED_MODEL / "config.json").read_text()))
 
 
 @pytest.mark.parametrize("which", ["test", "bundled"])
@@ -202,14 +205,11 @@ BUNDLED_TOKENIZER = Path(__file__).resolve().parents[2] / "mercury_lsp" / "model
     ["def f():\n    ", "x = 1\n\n", "if a:\n        ", "x =  ", "\tif a:\n\t\t", "y = 2\n\n    ", "    return "],
 )
 @pytest.mark.parametrize("typed", ["return a", "(b)", "# note", "_x = 1"])
-def test_the_encoded_prefix_is_how_the_text_tokenizes_once_more_is_typed(vocab, which, prefix, typed):
+def test_the_encoded_prefix_is_how_the_text_tokenizes_once_more_is_typed(vocab, bundled_vocab, which, prefix, typed):
     """The kept tokens begin the tokenization of prefix + what comes next, and the next token starts with the held
     bytes, so the canvas can produce the natural tokens (a whole-run token like `\n    ` would forbid them)."""
     if which == "bundled":
-        tokenizer = Tokenizer.from_file(str(BUNDLED_TOKENIZER))
-        table = tokenizer.get_vocab(with_added_tokens=True)
-        vocab = Vocabulary(tokenizer=tokenizer, mask_id=table["<|mask|>"], eos_id=table["<|endoftext|>"],
-                           pad_id=table["<|pad|>"], special_ids=frozenset(table[t] for t in ("<|mask|>", "<|endoftext|>", "<|pad|>")))
+        vocab = bundled_vocab
     kept, held = encode_prefix(vocab, prefix)
     healed = heal_prefix(vocab, kept, held)
     natural = vocab.encode(prefix + typed)
@@ -218,10 +218,6 @@ def test_the_encoded_prefix_is_how_the_text_tokenizes_once_more_is_typed(vocab, 
     assert vocab.token_bytes_of(healed.ids) + healed.heal == prefix.encode()
 
 
-def test_after_indentation_the_bundled_tokenizer_holds_back_one_space():
-    tokenizer = Tokenizer.from_file(str(BUNDLED_TOKENIZER))
-    table = tokenizer.get_vocab(with_added_tokens=True)
-    vocab = Vocabulary(tokenizer=tokenizer, mask_id=table["<|mask|>"], eos_id=table["<|endoftext|>"],
-                       pad_id=table["<|pad|>"], special_ids=frozenset((table["<|mask|>"],)))
-    kept, held = encode_prefix(vocab, "def f():\n    ")
-    assert held == b" " and vocab.token_bytes_of(kept) == b"def f():\n   "
+def test_after_indentation_the_bundled_tokenizer_holds_back_one_space(bundled_vocab):
+    kept, held = encode_prefix(bundled_vocab, "def f():\n    ")
+    assert held == b" " and bundled_vocab.token_bytes_of(kept) == b"def f():\n   "

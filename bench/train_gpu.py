@@ -75,7 +75,7 @@ def main() -> int:
     print(f"corpus: {len(corpus.train)} train files, {corpus.chars() / 1e6:.0f}M chars, {len(corpus.heldout)} held out, "
           f"{time.perf_counter() - corpus_started:.0f} s", file=sys.stderr, flush=True)
     common = dict(
-        corpus=corpus, exclude_repo=REPOSITORY, device=device, checkpoint_minutes=2.0, workers=workers,
+        corpus=corpus, device=device, checkpoint_minutes=2.0, workers=workers,
         compile_model=compile_model, log=lambda line: print(line, file=sys.stderr, flush=True),
         tokenizer_from=tokenizer if tokenizer is not None and tokenizer.exists() else None,
     )

@@ -72,8 +72,8 @@ def main() -> int:
         roots = args.roots
     corpus_started = time.perf_counter()
     corpus = collect_corpus(roots, exclude_repo=REPOSITORY)  # once, for the warm start and the run after it
-    print(f"corpus: {len(corpus.train)} train files, {corpus.chars() / 1e6:.0f}M chars, {len(corpus.heldout)} held out, "
-          f"{time.perf_counter() - corpus_started:.0f} s", file=sys.stderr, flush=True)
+    print(f"corpus: {len(corpus.train)} train files ({corpus.chars() / 1e6:.0f}M chars), {len(corpus.heldout)} held out, "
+          f"skipped {corpus.skipped} ({time.perf_counter() - corpus_started:.0f} s)", file=sys.stderr, flush=True)
     common = dict(
         corpus=corpus, device=device, checkpoint_minutes=2.0, workers=workers,
         compile_model=compile_model, log=lambda line: print(line, file=sys.stderr, flush=True),

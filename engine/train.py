@@ -591,15 +591,15 @@ def run_training(
     if objective == "autoregressive":
         config = replace(config, infill_fraction=0.0)  # plain windows of code
     started = time.perf_counter()
-    if corpus is None:
+    if corpus is None:  # a corpus handed in was reported by whoever walked it
         corpus = collect_corpus(roots, exclude_repo=exclude_repo)
+        log(
+            f"corpus: {len(corpus.train)} train files ({corpus.chars() / 1e6:.0f}M chars), "
+            f"{len(corpus.heldout)} held out, skipped {corpus.skipped} ({time.perf_counter() - started:.0f} s)"
+        )
     if not corpus.train:
         raise ValueError("the corpus is empty: no usable .py files under the given roots")
     texts = [f.text for f in corpus.train]
-    log(
-        f"corpus: {len(corpus.train)} train files ({corpus.chars() / 1e6:.0f}M chars), "
-        f"{len(corpus.heldout)} held out, skipped {corpus.skipped} ({time.perf_counter() - started:.0f} s)"
-    )
     work_dir.mkdir(parents=True, exist_ok=True)
     (work_dir / "heldout.json").write_text(json.dumps(sorted(f.key for f in corpus.heldout), indent=0) + "\n")
     tokenizer = prepare_tokenizer(work_dir, texts, config.vocab_size, tokenizer_from, log)

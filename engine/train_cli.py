@@ -61,6 +61,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise UsageError(f"corpus root {root} is not a folder.")
     if args.tokenizer is not None and not args.tokenizer.is_file():
         raise UsageError(f"tokenizer file {args.tokenizer} does not exist.")
+    if args.init_from is not None and not args.init_from.is_dir():
+        raise UsageError(f"model folder {args.init_from} does not exist.")  # before the corpus walk, not after
     if args.threads:
         torch.set_num_threads(args.threads)
     state = run_training(

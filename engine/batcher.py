@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,7 +20,11 @@ from typing import TYPE_CHECKING, Any
 from mercury_lsp.engine.metrics import EngineMetrics
 
 if TYPE_CHECKING:
-    from mercury_lsp.engine.infill import InfillResult, Job
+    from mercury_lsp.engine.infill import Job
+    from mercury_lsp.infill_api import InfillRequest
+
+# Called on the event loop with each candidate's settled text (committed from the left), when it grew.
+ProgressListener = Callable[[list[str]], None]
 
 log = logging.getLogger(__name__)
 
@@ -41,21 +46,14 @@ class EngineFailure(Exception):
 
 
 @dataclass
-class Outcome:
-    """A finished request: the engine's result and every candidate's own text and token count."""
-
-    result: InfillResult
-    choices: list[tuple[str, int]]
-
-
-@dataclass
 class Ticket:
-    """One HTTP request's place in the batcher."""
+    """One HTTP request's place in the batcher; its future resolves to the engine's InfillResult."""
 
-    fields: dict[str, Any]  # InfillRequest keyword arguments
+    request: InfillRequest
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future
-    client_id: str | None = None
+    on_progress: ProgressListener | None = None
+    settled: list[str] = field(default_factory=list)  # what on_progress was last told
     received: float = field(default_factory=time.perf_counter)
     jobs: list[Job] = field(default_factory=list)
     cancelled: str | None = None  # the reason, once called off
@@ -112,12 +110,14 @@ class Batcher:
     def busy(self) -> bool:
         return bool(self._waiting or self._active)
 
-    def submit(self, fields: dict[str, Any], client_id: str | None = None) -> Ticket:
-        """Queue a request; its future resolves to an Outcome. Raises NotReady or QueueFull."""
+    def submit(self, request: InfillRequest, on_progress: ProgressListener | None = None) -> Ticket:
+        """Queue a request (its fields already checked); its future resolves to an InfillResult.
+        Raises NotReady or QueueFull."""
         if self.state != "ok":
             raise NotReady(self.message or "The model is still loading.")
         loop = asyncio.get_running_loop()
-        ticket = Ticket(fields, loop, loop.create_future(), client_id)
+        ticket = Ticket(request, loop, loop.create_future(), on_progress)
+        client_id = request.id
         with self._cond:
             if len(self._waiting) >= self.max_queue:
                 raise QueueFull(f"The engine queue is full ({self.max_queue} requests waiting).")
@@ -156,8 +156,9 @@ class Batcher:
 
     # -- model thread ------------------------------------------------------------------------------------------
     def _forget(self, ticket: Ticket) -> None:
-        if ticket.client_id is not None and self._by_client_id.get(ticket.client_id) is ticket:
-            del self._by_client_id[ticket.client_id]
+        client_id = ticket.request.id
+        if client_id is not None and self._by_client_id.get(client_id) is ticket:
+            del self._by_client_id[client_id]
 
     def _load(self) -> bool:
         try:
@@ -226,7 +227,7 @@ class Batcher:
         rows = sum(len(t.jobs) for t in self._active)
         admitted = []
         while self._waiting:
-            wanted = self._waiting[0].fields.get("n", 1)
+            wanted = self._waiting[0].request.n
             if rows and rows + wanted > self.max_batch:
                 break
             admitted.append(self._waiting.popleft())
@@ -234,10 +235,10 @@ class Batcher:
         return admitted
 
     def _begin(self, ticket: Ticket) -> None:
-        from mercury_lsp.engine.infill import InfillError, InfillRequest
+        from mercury_lsp.engine.infill import InfillError
 
         try:
-            ticket.jobs = self._engine.start(InfillRequest(**ticket.fields))
+            ticket.jobs = self._engine.start(ticket.request)
         except InfillError as error:
             self._reply(ticket, error=error)
             return
@@ -259,16 +260,26 @@ class Batcher:
             self._engine.step(jobs)
             self.metrics.record_step(len(jobs), time.perf_counter() - started)
         for ticket in active:
-            if not ticket.cancelled and all(job.done for job in ticket.jobs):
+            if ticket.cancelled:
+                continue
+            if all(job.done for job in ticket.jobs):
                 self._finish(ticket)
+            elif ticket.on_progress is not None:
+                self._report_progress(ticket)
+
+    def _report_progress(self, ticket: Ticket) -> None:
+        settled = self._engine.settled(ticket.jobs)
+        if settled != ticket.settled:
+            ticket.settled = settled
+            try:
+                ticket.loop.call_soon_threadsafe(ticket.on_progress, settled)
+            except RuntimeError:  # the event loop closed while this request was in flight
+                pass
 
     def _finish(self, ticket: Ticket) -> None:
-        from mercury_lsp.engine.sampler import canvas_text
-
         result = self._engine.result(ticket.jobs, ticket.received)
-        choices = [canvas_text(self._engine.vocab, job.canvas) for job in ticket.jobs]
-        self.metrics.record_finished(sum(tokens for _, tokens in choices), time.perf_counter() - ticket.received)
-        self._reply(ticket, value=Outcome(result, choices))
+        self.metrics.record_finished(sum(c.tokens for c in result.completions), time.perf_counter() - ticket.received)
+        self._reply(ticket, value=result)
 
     def _reply(self, ticket: Ticket, value: Any = None, error: BaseException | None = None) -> None:
         with self._cond:

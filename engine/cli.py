@@ -8,7 +8,8 @@ import sys
 import time
 from pathlib import Path
 
-from mercury_lsp.engine.errors import CheckpointError, InfillError, UsageError
+from mercury_lsp.engine.errors import CheckpointError, UsageError
+from mercury_lsp.infill_api import RequestError
 from mercury_lsp.models import resolve_model_path
 
 
@@ -138,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     try:
         return args.func(args)
-    except (UsageError, CheckpointError, InfillError) as exc:
+    except (UsageError, CheckpointError, RequestError) as exc:
         print(f"mercury-engine: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

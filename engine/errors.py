@@ -1,5 +1,7 @@
 """Errors a user can cause, each printed as one sentence (no torch import here: the CLI reads these first)."""
 
+from mercury_lsp.infill_api import RequestError
+
 
 class UsageError(Exception):
     """A command-line problem the user can fix."""
@@ -9,5 +11,5 @@ class CheckpointError(Exception):
     """A model folder that cannot be used; the message is one sentence naming the problem."""
 
 
-class InfillError(ValueError):
+class InfillError(RequestError):
     """A request the engine cannot serve; the message is one sentence for the user."""

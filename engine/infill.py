@@ -7,6 +7,7 @@ server drives `start`/`step` itself to batch concurrent requests step by step.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import time
@@ -19,7 +20,8 @@ from mercury_lsp.engine.context_cache import PrefixCache, concat_kv, slice_kv
 from mercury_lsp.engine.errors import InfillError
 from mercury_lsp.engine.healing import encode_prefix, heal_prefix
 from mercury_lsp.engine.model import LayerKV
-from mercury_lsp.engine.sampler import Canvas, canvas_text, denoise_step, new_canvas
+from mercury_lsp.engine.sampler import Canvas, canvas_completion, denoise_step, new_canvas
+from mercury_lsp.infill_api import Completion, InfillRequest, parse_infill
 
 CUT_GRID = 4096  # characters
 
@@ -44,48 +46,8 @@ class EngineSettings:
     prefix_cache_entries: int = 8
     refresh_every: int = 0  # recompute tail/suffix keys/values every N steps (0 = only when the canvas changes length)
     expand_initial: int = 8  # starting canvas length in expand/delete mode
+    threshold: float = 0.9  # commit threshold when a request names none
     candidate_temperature: float = 0.8  # for candidates after the first when the request is greedy
-
-
-@dataclass
-class InfillRequest:
-    prefix: str
-    suffix: str = ""
-    max_tokens: int = 64
-    steps: int | None = None
-    threshold: float = 0.9
-    temperature: float = 0.0
-    n: int = 1
-    seed: int = 0
-    single_line: bool = False
-    length_mode: str = "auto"  # auto | filler | expand
-    refine: bool = False
-
-    def validate(self, settings: EngineSettings) -> None:
-        if not isinstance(self.prefix, str) or not isinstance(self.suffix, str):
-            raise InfillError("prefix and suffix must be strings.")
-        for name, text in (("prefix", self.prefix), ("suffix", self.suffix)):
-            try:
-                text.encode("utf-8")
-            except UnicodeEncodeError as exc:
-                raise InfillError(f"{name} has a character that is not valid Unicode at offset {exc.start}.") from None
-        checks = [
-            (isinstance(self.max_tokens, int) and 1 <= self.max_tokens <= settings.max_canvas,
-             f"max_tokens must be an integer from 1 to {settings.max_canvas}"),
-            (self.steps is None or (isinstance(self.steps, int) and 1 <= self.steps <= 4 * settings.max_canvas),
-             f"steps must be an integer from 1 to {4 * settings.max_canvas}"),
-            (isinstance(self.threshold, (int, float)) and 0.0 < self.threshold <= 1.0,
-             "threshold must be a number in (0, 1]"),
-            (isinstance(self.temperature, (int, float)) and 0.0 <= self.temperature <= 5.0,
-             "temperature must be a number from 0 to 5"),
-            (isinstance(self.n, int) and 1 <= self.n <= 8, "n must be an integer from 1 to 8"),
-            (isinstance(self.seed, int) and not isinstance(self.seed, bool), "seed must be an integer"),
-            (isinstance(self.single_line, bool), "single_line must be true or false"),
-            (self.length_mode in ("auto", "filler", "expand"), "length_mode must be auto, filler or expand"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise InfillError(message + ".")
 
 
 _job_ids = itertools.count()
@@ -113,13 +75,26 @@ class Job:
 
 @dataclass
 class InfillResult:
-    text: str
-    candidates: list[str]
-    tokens: int
+    """Every candidate's completion (the first is the answer), the steps taken and the context fed."""
+
+    completions: list[Completion]
     steps: int
     ms: float
     prefix_tokens: int = 0
     suffix_tokens: int = 0
+
+    @property
+    def text(self) -> str:
+        return self.completions[0].text
+
+    @property
+    def tokens(self) -> int:
+        return self.completions[0].tokens
+
+    @property
+    def candidates(self) -> list[str]:
+        """The distinct candidate texts, in order."""
+        return list(dict.fromkeys(c.text for c in self.completions))
 
 
 class InfillEngine:
@@ -166,7 +141,7 @@ class InfillEngine:
     @torch.inference_mode()
     def start(self, request: InfillRequest) -> list[Job]:
         """Tokenize, heal, encode the context and run the first denoising step; one job per candidate."""
-        request.validate(self.settings)
+        parse_infill(dataclasses.asdict(request))  # callers other than the HTTP boundary get the same checks
         prefix_ids, held, suffix_ids = self.tokenize_context(request.prefix, request.suffix, request.max_tokens + 1)
         healed = heal_prefix(self.vocab, prefix_ids, held)
         mode = request.length_mode
@@ -192,7 +167,7 @@ class InfillEngine:
                 self.device,
                 mode=mode,
                 max_length=max_length,
-                threshold=float(request.threshold),
+                threshold=float(request.threshold if request.threshold is not None else self.settings.threshold),
                 temperature=float(temperature),
                 steps=steps,
                 seed=request.seed + i,
@@ -224,13 +199,13 @@ class InfillEngine:
             for j in fresh:
                 j.steps_since_refresh += 1
 
+    def settled(self, jobs: list[Job]) -> list[str]:
+        """Each candidate's text as far as its canvas is committed from the left (for streaming)."""
+        return [canvas_completion(self.vocab, j.canvas, settled_only=True).text for j in jobs]
+
     def result(self, jobs: list[Job], started: float) -> InfillResult:
-        texts, counts = zip(*(canvas_text(self.vocab, j.canvas) for j in jobs))
-        unique = list(dict.fromkeys(texts))
         return InfillResult(
-            text=texts[0],
-            candidates=unique,
-            tokens=counts[0],
+            completions=[canvas_completion(self.vocab, j.canvas) for j in jobs],
             steps=jobs[0].canvas.steps_done,
             ms=(time.perf_counter() - started) * 1000,
             prefix_tokens=len(jobs[0].prefix_ids),

@@ -11,7 +11,9 @@ from dataclasses import dataclass
 
 import torch
 
+from mercury_lsp.engine.detokenize import cut_spans, text_with_spans
 from mercury_lsp.engine.vocab import Vocabulary
+from mercury_lsp.infill_api import Completion
 from mercury_lsp.kernels.commit import commit_confident
 from mercury_lsp.kernels.confidence import confidence
 
@@ -248,23 +250,33 @@ def _start_refinement(vocab: Vocabulary, canvas: Canvas) -> None:
     canvas.steps_budget = canvas.steps_done + canvas.refine_steps
 
 
-def canvas_text(vocab: Vocabulary, canvas: Canvas) -> tuple[str, int]:
-    """The text to insert at the cursor and the number of content tokens it took."""
-    tokens: list[int] = []
+def _content_tokens(vocab: Vocabulary, canvas: Canvas, settled_only: bool = False) -> tuple[list[int], list[float]]:
+    """The canvas's text tokens and their confidences, in order: filler ends the text on a fixed canvas; mask,
+    expand and delete stand for nothing. `settled_only` stops at the first position still masked."""
     drop = set(vocab.filler_ids) | {vocab.mask_id}
-    if vocab.expand_id is not None:
-        drop.add(vocab.expand_id)
-    if vocab.delete_id is not None:
-        drop.add(vocab.delete_id)
-    for t in canvas.ids.tolist():
-        if t in vocab.filler_ids and canvas.mode == "filler":
+    drop |= {t for t in (vocab.expand_id, vocab.delete_id) if t is not None}
+    ids, confidence = canvas.ids.tolist(), canvas.confidence.tolist()
+    masked = canvas.masked.tolist() if settled_only else [False] * len(ids)
+    tokens, scores = [], []
+    for t, p, m in zip(ids, confidence, masked):
+        if m or (t in vocab.filler_ids and canvas.mode == "filler"):
             break
         if t not in drop:
             tokens.append(t)
-    data = vocab.token_bytes_of(tokens)
-    if canvas.heal:
-        data = data[len(canvas.heal) :] if data.startswith(canvas.heal) else data
-    text = data.decode("utf-8", errors="replace")
-    if canvas.single_line:
-        text = text.split("\n", 1)[0]
-    return text, len(tokens)
+            scores.append(p)
+    return tokens, scores
+
+
+def canvas_completion(vocab: Vocabulary, canvas: Canvas, settled_only: bool = False) -> Completion:
+    """The text to insert at the cursor, its content-token count and the confidence span of each token.
+
+    With `settled_only`, only the left part of the canvas whose positions are all committed (for streaming)."""
+    tokens, scores = _content_tokens(vocab, canvas, settled_only)
+    pieces = [vocab.token_bytes[t] if t < len(vocab.token_bytes) else b"" for t in tokens]
+    if canvas.heal and pieces:
+        # The healed bytes were typed already; the first token must start with them (it was constrained to).
+        pieces[0] = pieces[0][len(canvas.heal) :] if pieces[0].startswith(canvas.heal) else pieces[0]
+    text, spans = text_with_spans(zip(pieces, scores))
+    if canvas.single_line and "\n" in text:
+        text, spans = cut_spans(text, spans, text.index("\n"))
+    return Completion(text, len(tokens), spans)

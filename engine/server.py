@@ -15,7 +15,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -25,10 +25,13 @@ from mercury_lsp.engine.batcher import (
     Cancelled,
     EngineFailure,
     NotReady,
-    Outcome,
     QueueFull,
 )
 from mercury_lsp.engine.metrics import EngineMetrics
+from mercury_lsp.infill_api import InfillRequest, RequestError, parse_infill
+
+if TYPE_CHECKING:
+    from mercury_lsp.engine.infill import InfillResult
 
 log = logging.getLogger(__name__)
 
@@ -82,92 +85,23 @@ def error_response(status: int, message: str, kind: str, retry_after: int | None
 
 # -- request fields ---------------------------------------------------------------------------------------------
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _is_text(value: Any) -> bool:
-    """A string the tokenizer can take: JSON allows lone surrogates ("\\ud800"), UTF-8 does not."""
-    if not isinstance(value, str):
-        return False
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-FIELD_TYPES = {  # field -> (check, what the value must be)
-    "prefix": (_is_text, "a string of valid Unicode text"),
-    "suffix": (_is_text, "a string of valid Unicode text"),
-    "max_tokens": (_is_int, "an integer"),
-    "steps": (lambda v: v is None or _is_int(v), "an integer or null"),
-    "threshold": (_is_number, "a number"),
-    "temperature": (_is_number, "a number"),
-    "n": (_is_int, "an integer"),
-    "seed": (_is_int, "an integer"),
-    "single_line": (lambda v: isinstance(v, bool), "true or false"),
-    "length_mode": (lambda v: isinstance(v, str), "a string"),
-    "refine": (lambda v: isinstance(v, bool), "true or false"),
-}
-
-
-def _check_types(body: dict[str, Any], names: list[str]) -> dict[str, Any]:
-    fields = {}
-    for name in names:
-        if name in body:
-            check, expected = FIELD_TYPES[name]
-            if not check(body[name]):
-                raise ApiError(400, f"Field '{name}' must be {expected}.", "invalid_request_error")
-            fields[name] = body[name]
-    return fields
-
-
-def _client_id(body: dict[str, Any]) -> str | None:
-    value = body.get("id")
-    if value is None:
-        return None
-    if not isinstance(value, (str, int)) or isinstance(value, bool):
-        raise ApiError(400, "Field 'id' must be a string or an integer.", "invalid_request_error")
-    return str(value)
-
-
-def _timeout_s(body: dict[str, Any], default: float) -> float:
-    value = body.get("timeout_ms")
-    if value is None:
-        return default
-    if not _is_number(value) or value <= 0:
-        raise ApiError(400, "Field 'timeout_ms' must be a positive number.", "invalid_request_error")
-    return value / 1000
-
-
 COMPLETION_MAX_TOKENS = 64  # OpenAI's default is 16; completions in an editor want the language server's 64
-INFILL_FIELDS = list(FIELD_TYPES)
-INFILL_EXTRA = {"id", "timeout_ms"}
 
 
-def parse_infill(body: dict[str, Any]) -> dict[str, Any]:
-    """InfillRequest keyword arguments from a /v1/infill body (types checked here, ranges by the engine)."""
-    unknown = sorted(set(body) - set(INFILL_FIELDS) - INFILL_EXTRA)
-    if unknown:
-        raise ApiError(400, f"Unknown field '{unknown[0]}'.", "invalid_request_error")
-    if "prefix" not in body:
-        raise ApiError(400, "Field 'prefix' is required.", "invalid_request_error")
-    return _check_types(body, INFILL_FIELDS)
+def parse_request(body: dict[str, Any], allow_unknown: bool = False) -> InfillRequest:
+    try:
+        return parse_infill(body, allow_unknown=allow_unknown)
+    except RequestError as error:
+        raise ApiError(400, str(error), "invalid_request_error") from None
 
 
-def parse_completion(body: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    """InfillRequest keyword arguments and stop strings from an OpenAI completions body (unknown fields ignored)."""
+def parse_completion(body: dict[str, Any]) -> tuple[InfillRequest, list[str]]:
+    """The infill request and stop strings in an OpenAI completions body (unknown fields ignored)."""
     prompt = body.get("prompt")
     if isinstance(prompt, list) and len(prompt) == 1:
         prompt = prompt[0]
-    if not _is_text(prompt):
-        raise ApiError(400, "Field 'prompt' must be a string of valid Unicode text (or a list of one).",
-                       "invalid_request_error")
+    if not isinstance(prompt, str):
+        raise ApiError(400, "Field 'prompt' must be a string (or a list of one).", "invalid_request_error")
     if body.get("stream"):
         raise ApiError(400, "Streaming is not supported; send stream: false.", "invalid_request_error")
     if body.get("echo"):
@@ -183,11 +117,13 @@ def parse_completion(body: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     if "model" in body and not isinstance(body["model"], str):
         raise ApiError(400, "Field 'model' must be a string.", "invalid_request_error")
     given = {key: value for key, value in body.items() if value is not None}  # OpenAI clients send null for "default"
-    fields = {"prefix": prompt, "suffix": "", "max_tokens": COMPLETION_MAX_TOKENS}
-    fields |= _check_types(given, ["suffix", "max_tokens", "temperature", "n", "seed"])
+    fields = {"max_tokens": COMPLETION_MAX_TOKENS, "prefix": prompt}
+    fields |= {key: given[key] for key in ("suffix", "max_tokens", "temperature", "n", "seed", "id", "timeout_ms")
+               if key in given}
     if "\n" in stop:
         fields["single_line"] = True  # the text is cut at its first newline anyway: let the engine stop there
-    return fields, stop
+    request = parse_request(fields)
+    return request, stop
 
 
 def apply_stop(text: str, stop: list[str]) -> tuple[str, bool]:
@@ -212,12 +148,13 @@ async def read_json(request: web.Request) -> dict[str, Any]:
     return body
 
 
-async def run_request(request: web.Request, fields: dict[str, Any], client_id: str | None,
-                      timeout_s: float) -> Outcome:
+async def run_request(request: web.Request, infill: InfillRequest) -> InfillResult:
     """Queue a request on the batcher and wait for it; a disconnect or the deadline cancels its jobs."""
     batcher = request.app[BATCHER_KEY]
+    timeout_s = (infill.timeout_ms / 1000 if infill.timeout_ms is not None
+                 else request.app[CONFIG_KEY].request_timeout_s)
     try:
-        ticket = batcher.submit(fields, client_id)
+        ticket = batcher.submit(infill)
     except NotReady as error:
         retry = 2 if batcher.state == "loading" else None
         raise ApiError(503, str(error), "engine_unavailable", retry_after=retry) from None
@@ -237,37 +174,33 @@ async def run_request(request: web.Request, fields: dict[str, Any], client_id: s
         raise ApiError(503, str(error), "engine_unavailable") from None
     except EngineFailure as error:
         raise ApiError(500, str(error), "engine_error") from None
-    except ValueError as error:  # InfillError: a field out of range
+    except RequestError as error:  # InfillError: the request does not fit this model
         raise ApiError(400, str(error), "invalid_request_error") from None
 
 
 async def handle_infill(request: web.Request) -> web.Response:
-    body = await read_json(request)
-    fields = parse_infill(body)
-    timeout_s = _timeout_s(body, request.app[CONFIG_KEY].request_timeout_s)
-    outcome = await run_request(request, fields, _client_id(body), timeout_s)
-    result = outcome.result
-    payload: dict[str, Any] = {"text": result.text, "tokens": result.tokens, "steps": result.steps,
-                               "ms": round(result.ms, 3)}
-    if fields.get("n", 1) > 1:
+    infill = parse_request(await read_json(request))
+    result = await run_request(request, infill)
+    first = result.completions[0]
+    payload: dict[str, Any] = {"text": first.text, "tokens": first.tokens, "steps": result.steps,
+                               "ms": round(result.ms, 3), "spans": [s.to_json() for s in first.spans]}
+    if infill.n > 1:
+        distinct = {c.text: c for c in reversed(result.completions)}  # the first of each text wins
         payload["candidates"] = result.candidates
+        payload["candidate_spans"] = [[s.to_json() for s in distinct[text].spans] for text in result.candidates]
     return web.json_response(payload)
 
 
 async def handle_completions(request: web.Request) -> web.Response:
-    body = await read_json(request)
-    fields, stop = parse_completion(body)
-    timeout_s = _timeout_s(body, request.app[CONFIG_KEY].request_timeout_s)
-    outcome = await run_request(request, fields, _client_id(body), timeout_s)
-    max_tokens = fields["max_tokens"]
+    infill, stop = parse_completion(await read_json(request))
+    result = await run_request(request, infill)
     choices = []
-    for index, (text, tokens) in enumerate(outcome.choices):
-        text, stopped = apply_stop(text, stop)
-        reason = "stop" if stopped or tokens < max_tokens else "length"
+    for index, completion in enumerate(result.completions):
+        text, stopped = apply_stop(completion.text, stop)
+        reason = "stop" if stopped or completion.tokens < infill.max_tokens else "length"
         choices.append({"text": text, "index": index, "logprobs": None, "finish_reason": reason})
-    result = outcome.result
     prompt_tokens = result.prefix_tokens + result.suffix_tokens
-    completion_tokens = sum(tokens for _, tokens in outcome.choices)
+    completion_tokens = sum(c.tokens for c in result.completions)
     return web.json_response({
         "id": f"cmpl-{uuid.uuid4().hex}",
         "object": "text_completion",
@@ -283,8 +216,10 @@ async def handle_completions(request: web.Request) -> web.Response:
 
 async def handle_cancel(request: web.Request) -> web.Response:
     body = await read_json(request)
-    client_id = _client_id(body)
-    if client_id is None:
+    client_id = body.get("id")
+    if isinstance(client_id, int) and not isinstance(client_id, bool):
+        client_id = str(client_id)
+    if not isinstance(client_id, str):
         raise ApiError(400, "Field 'id' is required.", "invalid_request_error")
     return web.json_response({"id": client_id, "cancelled": request.app[BATCHER_KEY].cancel_client_id(client_id)})
 

@@ -10,31 +10,23 @@ from typing import Any
 
 import aiohttp
 
+from mercury_lsp.infill_api import Completion, InfillRequest, parse_spans
 from mercury_lsp.settings import Backend
 
 
 @dataclass(frozen=True)
-class InfillRequest:
-    """One fill-in-the-middle request, whatever the backend."""
-
-    prefix: str
-    suffix: str
-    max_tokens: int
-    steps: int | None = None
-    threshold: float | None = None
-    n: int = 1
-    single_line: bool = False
-
-
-@dataclass(frozen=True)
 class InfillResult:
-    """The engine's texts and the figures it reported (None where a backend gives none)."""
+    """The engine's completions and the figures it reported (None where a backend gives none)."""
 
-    texts: tuple[str, ...]
+    completions: tuple[Completion, ...]
     tokens: int | None
     steps: int | None
     engine_ms: float | None
     round_trip_ms: float
+
+    @property
+    def texts(self) -> tuple[str, ...]:
+        return tuple(c.text for c in self.completions)
 
 
 class EngineError(Exception):
@@ -92,33 +84,22 @@ class EngineClient:
             body = await self._call("POST", "/v1/completions", self._openai_body(request), timeout)
         try:
             if self.backend == "mercury":
-                texts = tuple(body.get("candidates") or [body.get("text", "")])
+                completions = _mercury_completions(body)
                 tokens = body.get("tokens")
             else:
-                texts = tuple(choice.get("text", "") for choice in body.get("choices", []))
+                completions = tuple(Completion(choice.get("text", ""), 0) for choice in body.get("choices", []))
                 tokens = (body.get("usage") or {}).get("completion_tokens")
         except (AttributeError, TypeError) as error:  # a remote server with another answer shape
             raise EngineError(f"The engine at {self.base_url} answered in an unknown shape.") from error
-        if not all(isinstance(text, str) for text in texts):
+        if not all(isinstance(c.text, str) for c in completions):
             raise EngineError("The engine answered with text that is not a string.")
         steps, engine_ms = body.get("steps"), body.get("ms")
         round_trip_ms = (time.perf_counter() - started) * 1000
-        return InfillResult(texts, _int_or_none(tokens), _int_or_none(steps),
+        return InfillResult(completions, _int_or_none(tokens), _int_or_none(steps),
                             _float_or_none(engine_ms), round_trip_ms)
 
     def _mercury_body(self, request: InfillRequest) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "prefix": request.prefix,
-            "suffix": request.suffix,
-            "max_tokens": request.max_tokens,
-            "n": request.n,
-            "single_line": request.single_line,
-        }
-        if request.steps is not None:
-            body["steps"] = request.steps
-        if request.threshold is not None:
-            body["threshold"] = request.threshold
-        return body
+        return request.to_json()
 
     def _openai_body(self, request: InfillRequest) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -151,6 +132,19 @@ class EngineClient:
         if not isinstance(payload, dict):
             raise EngineError(f"The engine at {self.base_url} answered {path} with no JSON object.")
         return payload
+
+
+def _mercury_completions(body: dict[str, Any]) -> tuple[Completion, ...]:
+    """The answer's candidates (or its one text) with their confidence spans where the engine sent them."""
+    if body.get("candidates"):
+        texts = body["candidates"]
+        spans = body.get("candidate_spans") or [None] * len(texts)
+    else:
+        texts, spans = [body.get("text", "")], [body.get("spans")]
+    return tuple(
+        Completion(text, 0, parse_spans(raw, text) if isinstance(text, str) else ())
+        for text, raw in zip(texts, spans)
+    )
 
 
 async def _json_or_none(response: aiohttp.ClientResponse) -> Any:

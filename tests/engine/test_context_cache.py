@@ -9,7 +9,7 @@ import torch
 
 from mercury_lsp.engine.checkpoint import load_checkpoint
 from mercury_lsp.engine.infill import EngineSettings, InfillEngine, InfillRequest
-from mercury_lsp.engine.sampler import canvas_text, denoise_step
+from mercury_lsp.engine.sampler import canvas_completion, denoise_step
 
 SOURCE = "".join(f"def f{i}(x):\n    return x * {i} + total\n\n" for i in range(12))
 
@@ -70,7 +70,7 @@ def test_refresh_every_step_matches_a_hand_written_uncached_loop(tiny_checkpoint
     job = engine.start(request)[0]
     while not job.done:  # every step recomputes tail, canvas and suffix: nothing cached but exact prefix chunks
         denoise_step(engine.vocab, [job.canvas], engine._group_forward(job)[None].float())
-    assert canvas_text(engine.vocab, job.canvas)[0] == every_step.text
+    assert canvas_completion(engine.vocab, job.canvas).text == every_step.text
     assert job.canvas.steps_done == every_step.steps
 
 

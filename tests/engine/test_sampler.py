@@ -11,7 +11,7 @@ import torch
 from mercury_lsp.engine.checkpoint import LoadedModel, load_vocabulary
 from mercury_lsp.engine.healing import encode_prefix, heal_prefix
 from mercury_lsp.engine.infill import InfillEngine, InfillRequest
-from mercury_lsp.engine.sampler import canvas_text, denoise_step, new_canvas
+from mercury_lsp.engine.sampler import canvas_completion, denoise_step, new_canvas
 from mercury_lsp.engine.vocab import Vocabulary
 from mercury_lsp.models import BUNDLED_MODEL
 
@@ -147,7 +147,7 @@ def test_expand_turns_one_mask_into_two_and_eos_deletes(vocab):
     assert canvas.ids.tolist() == [a, m, m] and canvas.masked.tolist() == [False, True, True]
     assert canvas.needs_refresh and canvas.expansions_left == 8 - 3 - 1
     denoise_step(expand_vocab, [canvas], _logits_for(vocab, [a, b, b], 3))
-    assert canvas.done and canvas_text(expand_vocab, canvas)[0] == "abb"
+    assert canvas.done and canvas_completion(expand_vocab, canvas).text == "abb"
 
 
 def test_expand_stops_at_the_length_budget(vocab):

@@ -8,6 +8,7 @@ import pytest
 
 from mercury_lsp.engine.batcher import Batcher, EngineFailure
 from mercury_lsp.engine.metrics import EngineMetrics
+from mercury_lsp.infill_api import InfillRequest
 
 
 async def test_a_failed_step_fails_its_requests_and_the_thread_serves_on(tiny_checkpoint, monkeypatch):
@@ -24,12 +25,12 @@ async def test_a_failed_step_fails_its_requests_and_the_thread_serves_on(tiny_ch
             raise RuntimeError("device lost")
 
         monkeypatch.setattr(batcher._engine, "step", broken_step)
-        failed = batcher.submit({"prefix": "def f(", "max_tokens": 8})
+        failed = batcher.submit(InfillRequest(prefix="def f(", max_tokens=8))
         with pytest.raises(EngineFailure, match="RuntimeError"):
             await asyncio.wait_for(failed.future, 30)
-        served = batcher.submit({"prefix": "def f(", "max_tokens": 8})
-        outcome = await asyncio.wait_for(served.future, 30)
-        assert isinstance(outcome.result.text, str)
+        served = batcher.submit(InfillRequest(prefix="def f(", max_tokens=8))
+        result = await asyncio.wait_for(served.future, 30)
+        assert isinstance(result.text, str)
         assert not batcher.busy
     finally:
         batcher.stop()

@@ -118,10 +118,10 @@ async def test_completions_cut_text_at_stop_strings(shared_engine):
         ("{not json", 400, "not valid JSON"),
         ("[1, 2]", 400, "JSON object"),
         ({"prefix": 12}, 400, "'prefix' must be a string"),
-        ('{"prefix": "ab\\ud800"}', 400, "'prefix' must be a string of valid Unicode text"),
+        ('{"prefix": "ab\\ud800"}', 400, "'prefix' has a lone surrogate"),
         ({"prefix": "x", "max_tokens": "8"}, 400, "'max_tokens' must be an integer"),
         ({"prefix": "x", "single_line": 1}, 400, "'single_line' must be true or false"),
-        ({"prefix": "x", "max_tokens": 100000}, 400, "max_tokens must be an integer from 1"),
+        ({"prefix": "x", "max_tokens": 100000}, 400, "'max_tokens' must be an integer from 1"),
         ({"prefix": "x", "colour": "red"}, 400, "Unknown field 'colour'"),
         ({"suffix": "x"}, 400, "'prefix' is required"),
     ],
@@ -138,7 +138,7 @@ async def test_bad_completion_requests(shared_engine):
         ({"prompt": 5}, "'prompt' must be a string"),
         ({"prompt": "x", "stop": 3}, "'stop' must be"),
         ({"prompt": "x", "stream": True}, "Streaming is not supported"),
-        ({"prompt": "x", "n": 99}, "n must be an integer from 1 to 8"),
+        ({"prompt": "x", "n": 99}, "'n' must be an integer from 1 to 8"),
     ]:
         status, payload, _ = await post(shared_engine.url, "/v1/completions", body)
         assert status == 400, payload

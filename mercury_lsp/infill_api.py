@@ -1,0 +1,201 @@
+"""The /v1/infill contract: one request type with its ranges, read once at the engine's HTTP boundary and built
+by the language server's client, and the answer's per-token confidence spans.
+
+Pure Python (no torch): the language server imports it without the engine.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Literal
+
+LengthMode = Literal["auto", "filler", "expand"]
+ConfidenceMeasure = Literal["probability", "margin", "entropy"]
+
+MAX_CANVAS = 256  # tokens one request may ask for
+MAX_CANDIDATES = 8
+MAX_STEPS = 4 * MAX_CANVAS
+MAX_TIMEOUT_MS = 600_000.0
+MAX_HEADER_CHARS = 2_000
+SEED_RANGE = (0, 2**64 - 1)
+LENGTH_MODES: tuple[str, ...] = ("auto", "filler", "expand")
+CONFIDENCE_MEASURES: tuple[str, ...] = ("probability", "margin", "entropy")
+
+
+class RequestError(ValueError):
+    """A request field is missing, of the wrong type or out of range; the message is one sentence."""
+
+
+@dataclass(frozen=True)
+class InfillRequest:
+    """Fill the gap between `prefix` and `suffix`.
+
+    `header` (file path, language) and `extra_context` (code from other files) travel apart from the code: the
+    engine fits everything to the model's positions and trims the code body and the extra context, never the
+    header. Unset sampler fields (None) take the engine's defaults.
+    """
+
+    prefix: str
+    suffix: str = ""
+    header: str = ""
+    extra_context: str = ""
+    max_tokens: int = 64
+    steps: int | None = None
+    threshold: float | None = None
+    temperature: float = 0.0
+    n: int = 1
+    seed: int = 0
+    single_line: bool = False
+    length_mode: LengthMode = "auto"
+    refine: bool = False
+    confidence: ConfidenceMeasure | None = None
+    id: str | None = None  # the client's name for it, for POST /v1/cancel
+    timeout_ms: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The request body: defaults left out, so an older engine still accepts a plain request."""
+        defaults = InfillRequest(prefix="")
+        return {
+            key: value
+            for key, value in asdict(self).items()
+            if key in ("prefix", "max_tokens") or value != getattr(defaults, key)
+        }
+
+
+FIELD_NAMES = frozenset(f.name for f in fields(InfillRequest))
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _text(body: dict[str, Any], name: str, default: str = "") -> str:
+    value = body.get(name, default)
+    if not isinstance(value, str):
+        raise RequestError(f"Field '{name}' must be a string.")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as error:  # JSON allows lone surrogates ("\ud800"); UTF-8 and the tokenizer do not
+        raise RequestError(f"Field '{name}' has a lone surrogate at offset {error.start}.") from None
+    return value
+
+
+def _int(body: dict[str, Any], name: str, default: int | None, low: int, high: int) -> int | None:
+    value = body.get(name, default)
+    if value is None and default is None:
+        return None
+    if not _is_int(value) or not low <= value <= high:
+        raise RequestError(f"Field '{name}' must be an integer from {low} to {high}.")
+    return value
+
+
+def _number(body: dict[str, Any], name: str, default: float | None, low: float, high: float,
+            low_open: bool = False) -> float | None:
+    value = body.get(name, default)
+    if value is None and default is None:
+        return None
+    if not _is_number(value) or value > high or value < low or (low_open and value == low):
+        span = f"above {low:g} and at most {high:g}" if low_open else f"from {low:g} to {high:g}"
+        raise RequestError(f"Field '{name}' must be a number {span}.")
+    return float(value)
+
+
+def _flag(body: dict[str, Any], name: str) -> bool:
+    value = body.get(name, False)
+    if not isinstance(value, bool):
+        raise RequestError(f"Field '{name}' must be true or false.")
+    return value
+
+
+def _choice(body: dict[str, Any], name: str, choices: tuple[str, ...], default: str | None) -> Any:
+    value = body.get(name, default)
+    if value is None and default is None:
+        return None
+    if value not in choices:
+        raise RequestError(f"Field '{name}' must be one of {', '.join(choices)}.")
+    return value
+
+
+def _client_id(body: dict[str, Any]) -> str | None:
+    value = body.get("id")
+    if value is None:
+        return None
+    if not (isinstance(value, str) or _is_int(value)) or len(str(value)) > 200:
+        raise RequestError("Field 'id' must be a string (at most 200 characters) or an integer.")
+    return str(value)
+
+
+def parse_infill(body: Any, *, allow_unknown: bool = False) -> InfillRequest:
+    """The request in a decoded JSON body, every field checked; raises RequestError on the first problem."""
+    if not isinstance(body, dict):
+        raise RequestError("The request body must be a JSON object.")
+    unknown = sorted(set(body) - FIELD_NAMES)
+    if unknown and not allow_unknown:
+        raise RequestError(f"Unknown field '{unknown[0]}'.")
+    if "prefix" not in body:
+        raise RequestError("Field 'prefix' is required.")
+    header = _text(body, "header")
+    if len(header) > MAX_HEADER_CHARS:
+        raise RequestError(f"Field 'header' must be at most {MAX_HEADER_CHARS} characters.")
+    return InfillRequest(
+        prefix=_text(body, "prefix"),
+        suffix=_text(body, "suffix"),
+        header=header,
+        extra_context=_text(body, "extra_context"),
+        max_tokens=_int(body, "max_tokens", 64, 1, MAX_CANVAS),
+        steps=_int(body, "steps", None, 1, MAX_STEPS),
+        threshold=_number(body, "threshold", None, 0.0, 1.0, low_open=True),
+        temperature=_number(body, "temperature", 0.0, 0.0, 5.0),
+        n=_int(body, "n", 1, 1, MAX_CANDIDATES),
+        seed=_int(body, "seed", 0, *SEED_RANGE),
+        single_line=_flag(body, "single_line"),
+        length_mode=_choice(body, "length_mode", LENGTH_MODES, "auto"),
+        refine=_flag(body, "refine"),
+        confidence=_choice(body, "confidence", CONFIDENCE_MEASURES, None),
+        id=_client_id(body),
+        timeout_ms=_number(body, "timeout_ms", None, 0.0, MAX_TIMEOUT_MS, low_open=True),
+    )
+
+
+@dataclass(frozen=True)
+class Span:
+    """The characters [start, end) of a suggestion that one committed token (or a few, where a character spans
+    several tokens) produced, and the lowest confidence among those tokens."""
+
+    start: int
+    end: int
+    confidence: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"start": self.start, "end": self.end, "confidence": round(self.confidence, 4)}
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One candidate's text, its content-token count and its confidence spans (they tile the text)."""
+
+    text: str
+    tokens: int
+    spans: tuple[Span, ...] = field(default_factory=tuple)
+
+
+def parse_spans(raw: Any, text: str) -> tuple[Span, ...]:
+    """Spans from an answer, checked to tile `text`; () when absent or inconsistent (older engines, other servers)."""
+    if not isinstance(raw, list):
+        return ()
+    spans: list[Span] = []
+    at = 0
+    for item in raw:
+        if not isinstance(item, dict):
+            return ()
+        start, end, confidence = item.get("start"), item.get("end"), item.get("confidence")
+        if not (_is_int(start) and _is_int(end) and _is_number(confidence)) or start != at or end < start:
+            return ()
+        spans.append(Span(start, end, float(confidence)))
+        at = end
+    return tuple(spans) if at == len(text) else ()

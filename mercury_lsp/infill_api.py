@@ -11,7 +11,6 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
 LengthMode = Literal["auto", "filler", "expand"]
-ConfidenceMeasure = Literal["probability", "margin", "entropy"]
 
 MAX_CANVAS = 256  # tokens one request may ask for
 MAX_CANDIDATES = 8
@@ -20,7 +19,6 @@ MAX_TIMEOUT_MS = 600_000.0
 MAX_HEADER_CHARS = 2_000
 SEED_RANGE = (0, 2**64 - 1)
 LENGTH_MODES: tuple[str, ...] = ("auto", "filler", "expand")
-CONFIDENCE_MEASURES: tuple[str, ...] = ("probability", "margin", "entropy")
 
 
 class RequestError(ValueError):
@@ -49,7 +47,6 @@ class InfillRequest:
     single_line: bool = False
     length_mode: LengthMode = "auto"
     refine: bool = False
-    confidence: ConfidenceMeasure | None = None
     id: str | None = None  # the client's name for it, for POST /v1/cancel
     timeout_ms: float | None = None
 
@@ -156,7 +153,6 @@ def parse_infill(body: Any, *, allow_unknown: bool = False) -> InfillRequest:
         single_line=_flag(body, "single_line"),
         length_mode=_choice(body, "length_mode", LENGTH_MODES, "auto"),
         refine=_flag(body, "refine"),
-        confidence=_choice(body, "confidence", CONFIDENCE_MEASURES, None),
         id=_client_id(body),
         timeout_ms=_number(body, "timeout_ms", None, 0.0, MAX_TIMEOUT_MS, low_open=True),
     )

@@ -18,9 +18,10 @@ from pathlib import Path
 
 import torch
 
-from mercury_lsp.engine.autoregressive import generate_autoregressive
+from mercury_lsp.engine.autoregressive import AutoregressiveDecoder
 from mercury_lsp.engine.checkpoint import load_checkpoint
-from mercury_lsp.engine.infill import InfillEngine, InfillRequest
+from mercury_lsp.engine.infill import InfillEngine
+from mercury_lsp.infill_api import InfillRequest
 
 from workload import SOURCE_FILE, benchmark_model, holes, percentile
 
@@ -60,13 +61,15 @@ def main() -> None:
                     engine.step(jobs)
                     step_ms.append((time.perf_counter() - t) * 1000)
                 latencies.append((time.perf_counter() - started) * 1000)
-                steps.append(jobs[0].canvas.steps_done)
+                steps.append(jobs[0].steps_done)
+                engine.release(jobs)
                 context.append(len(jobs[0].prefix_ids) + len(jobs[0].suffix_ids))
             ar_latency, ar_token_ms = [], []
+            decoder = AutoregressiveDecoder(loaded.model, loaded.model.config.max_position_embeddings)
             for prefix, suffix in cases:
                 # The same prefix tokens the infill saw (cut to the model's positions), without the suffix.
-                ids, _, _ = engine.tokenize_context(prefix, suffix, length + 1)
-                result = generate_autoregressive(loaded.model, ids, length)
+                ids = engine.tokenize_context(InfillRequest(prefix=prefix, suffix=suffix), length + 1).prefix_ids
+                result = decoder.generate(ids, length)
                 ar_latency.append(result.prefill_ms + result.decode_ms)
                 ar_token_ms.append(result.decode_ms / max(1, len(result.ids) - 1))
             rows.append((length, latencies, step_ms, steps, first_ms, ar_latency, ar_token_ms, context))

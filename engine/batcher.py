@@ -73,14 +73,15 @@ class Batcher:
     """Owns the model and the only thread that touches it."""
 
     def __init__(self, model_path: Path, device: str, metrics: EngineMetrics, max_batch: int = 16,
-                 max_queue: int = 64, threads: int = 0) -> None:
+                 max_queue: int = 64, threads: int = 0, engine_options: dict[str, Any] | None = None) -> None:
         self.model_path = model_path
         self.device = device
         self.metrics = metrics
         self.max_batch = max_batch
         self.max_queue = max_queue
         self.threads = threads
-        self.state = "loading"
+        self.engine_options = engine_options or {}  # EngineSettings fields (cuda_graphs, confidence, ...)
+        self.state = "loading"  # then "warming" (CUDA graph capture), "ok", or "error"
         self.message: str | None = None
         self.model_name = model_path.name
         self.device_name = device
@@ -91,6 +92,7 @@ class Batcher:
         self._waiting: deque[Ticket] = deque()
         self._active: list[Ticket] = []
         self._by_client_id: dict[str, Ticket] = {}
+        self._to_release: list[Ticket] = []  # cancelled on the event loop; their slots are freed on the model thread
         self._cond = threading.Condition()
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="mercury-model", daemon=True)
@@ -141,6 +143,7 @@ class Batcher:
                 self._waiting.remove(ticket)
             if ticket in self._active:
                 self._active.remove(ticket)
+            self._to_release.append(ticket)
             self.metrics.set_load(len(self._waiting), len(self._active))
             self._cond.notify()
         self.metrics.count_cancellation(reason)
@@ -165,13 +168,17 @@ class Batcher:
             import torch
 
             from mercury_lsp.engine.checkpoint import CheckpointError, load_checkpoint
-            from mercury_lsp.engine.infill import InfillEngine
+            from mercury_lsp.engine.infill import EngineSettings, InfillEngine
 
             if self.threads:
                 torch.set_num_threads(self.threads)
             started = time.perf_counter()
             loaded = load_checkpoint(self.model_path, device=self.device)
-            self._engine = InfillEngine(loaded)
+            self._engine = InfillEngine(loaded, EngineSettings(max_batch=self.max_batch, **self.engine_options))
+            self.model_name, self.device_name = loaded.name, str(loaded.device)
+            self.state = "warming"
+            self._engine.warm_up(self._warming)
+            self.message = self._engine.canvas_step.graph_error
         except CheckpointError as error:
             self._fail_load(str(error))
             return False
@@ -179,13 +186,20 @@ class Batcher:
             log.exception("model load failed")
             self._fail_load(f"The model could not be loaded ({type(error).__name__}: {error}).")
             return False
-        self.model_name, self.device_name = loaded.name, str(loaded.device)
         self.dtype_name = str(loaded.dtype).removeprefix("torch.")
         self.context_tokens = loaded.model.config.max_position_embeddings
         self.state = "ok"
         self.metrics.set_model("ok", self.model_name, self.device_name)
         log.info("model %s loaded on %s in %.1f s", loaded.name, loaded.device, time.perf_counter() - started)
         return True
+
+    def _warming(self, done: int, total: int) -> None:
+        self.message = f"Capturing CUDA graphs of the denoising step ({done}/{total})."
+
+    @property
+    def captures(self) -> int:
+        """Step graphs captured at start-up (never later: a request does not trigger a capture)."""
+        return self._engine.canvas_step.captures if self._engine is not None else 0
 
     def _fail_load(self, message: str) -> None:
         self.message = message
@@ -204,6 +218,9 @@ class Batcher:
                 if self._stopping:
                     break
                 newcomers = self._admit()
+                called_off, self._to_release = self._to_release, []
+            for ticket in called_off:
+                self._engine.release(ticket.jobs)
             try:
                 for ticket in newcomers:
                     self._begin(ticket)
@@ -247,9 +264,10 @@ class Batcher:
             self._reply(ticket, error=EngineFailure(f"The engine failed on this request ({type(error).__name__})."))
             return
         with self._cond:
-            if ticket.cancelled:
+            if not ticket.cancelled:
+                self._active.append(ticket)
                 return
-            self._active.append(ticket)
+        self._engine.release(ticket.jobs)
 
     def _step(self) -> None:
         with self._cond:
@@ -282,6 +300,9 @@ class Batcher:
         self._reply(ticket, value=result)
 
     def _reply(self, ticket: Ticket, value: Any = None, error: BaseException | None = None) -> None:
+        """Settle a request's future and free its slots (model thread)."""
+        if ticket.jobs:
+            self._engine.release(ticket.jobs)
         with self._cond:
             ticket.replied = True
             if ticket in self._active:

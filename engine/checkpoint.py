@@ -30,7 +30,7 @@ class LoadedModel:
     dtype: torch.dtype
 
 
-QWEN2_NAMES = {  # ours -> checkpoint (Qwen2, Dream, Dream-Coder, DiffuCoder, DreamOn, Open-dCoder, our bundled model)
+QWEN2_NAMES = {  # ours (unfused) -> checkpoint (Qwen2, Dream, Dream-Coder, DiffuCoder, DreamOn, Open-dCoder, our bundled model)
     "embed_tokens.weight": "model.embed_tokens.weight",
     "norm.weight": "model.norm.weight",
     "lm_head.weight": "lm_head.weight",
@@ -48,7 +48,7 @@ QWEN2_NAMES = {  # ours -> checkpoint (Qwen2, Dream, Dream-Coder, DiffuCoder, Dr
     "layers.{i}.mlp.down_proj.weight": "model.layers.{i}.mlp.down_proj.weight",
 }
 
-LLADA_NAMES = {  # ours -> checkpoint (LLaDA's OLMo-derived naming)
+LLADA_NAMES = {  # ours (unfused) -> checkpoint (LLaDA's OLMo-derived naming)
     "embed_tokens.weight": "model.transformer.wte.weight",
     "norm.weight": "model.transformer.ln_f.weight",
     "lm_head.weight": "model.transformer.ff_out.weight",
@@ -67,6 +67,17 @@ LLADA_NAMES = {  # ours -> checkpoint (LLaDA's OLMo-derived naming)
 }
 
 NAME_MAPS = {"qwen2": QWEN2_NAMES, "llada": LLADA_NAMES}
+
+# The model fuses projections that checkpoints store apart: each fused weight is its parts stacked along dim 0.
+FUSED_PARTS = {
+    "layers.{i}.self_attn.qkv_proj.weight": (
+        "layers.{i}.self_attn.q_proj.weight", "layers.{i}.self_attn.k_proj.weight", "layers.{i}.self_attn.v_proj.weight",
+    ),
+    "layers.{i}.self_attn.qkv_proj.bias": (
+        "layers.{i}.self_attn.q_proj.bias", "layers.{i}.self_attn.k_proj.bias", "layers.{i}.self_attn.v_proj.bias",
+    ),
+    "layers.{i}.mlp.gate_up_proj.weight": ("layers.{i}.mlp.gate_proj.weight", "layers.{i}.mlp.up_proj.weight"),
+}
 
 MASK_TOKENS = ("<|mask|>", "<|mdm_mask|>", "[MASK]", "<mask>")
 EOS_TOKENS = ("<|endoftext|>", "<|end_of_text|>", "<|eot_id|>", "</s>", "<|eos|>")
@@ -297,25 +308,31 @@ def _read_weights(
     if config.tie_embeddings:
         expected.pop("lm_head.weight", None)
     handles: dict[Path, object] = {}
+
+    def read(theirs: str) -> torch.Tensor:
+        if theirs not in files:
+            raise CheckpointError(f"weight {theirs} is missing from the checkpoint.")
+        file = files[theirs]
+        if file not in handles:
+            try:
+                handles[file] = safe_open(str(file), framework="pt", device="cpu")
+            except Exception as exc:  # safetensors raises several types for corrupt headers
+                raise CheckpointError(f"weight file {file.name} cannot be read ({exc}).") from None
+        try:
+            return handles[file].get_tensor(theirs)
+        except Exception as exc:
+            raise CheckpointError(f"weight {theirs} in {file.name} cannot be read ({exc}).") from None
+
     state: dict[str, torch.Tensor] = {}
     try:
         for ours, param in expected.items():
-            theirs = _their_name(ours, names)
-            if theirs not in files:
-                raise CheckpointError(f"weight {theirs} is missing from the checkpoint.")
-            file = files[theirs]
-            if file not in handles:
-                try:
-                    handles[file] = safe_open(str(file), framework="pt", device="cpu")
-                except Exception as exc:  # safetensors raises several types for corrupt headers
-                    raise CheckpointError(f"weight file {file.name} cannot be read ({exc}).") from None
-            try:
-                tensor = handles[file].get_tensor(theirs)
-            except Exception as exc:
-                raise CheckpointError(f"weight {theirs} in {file.name} cannot be read ({exc}).") from None
+            parts = [_their_name(part, names) for part in _unfused_names(ours)]
+            tensors = [read(theirs) for theirs in parts]
+            tensor = tensors[0] if len(tensors) == 1 else torch.cat(tensors, dim=0)
             if tuple(tensor.shape) != tuple(param.shape):
+                shapes = " + ".join(str(tuple(t.shape)) for t in tensors)
                 raise CheckpointError(
-                    f"weight {theirs} has shape {tuple(tensor.shape)} but config.json implies {tuple(param.shape)}."
+                    f"weight {' + '.join(parts)} has shape {shapes} but config.json implies {tuple(param.shape)}."
                 )
             state[ours] = tensor.to(device=device, dtype=dtype)
     except OSError as exc:
@@ -325,11 +342,42 @@ def _read_weights(
     return state
 
 
+def _unfused_names(ours: str) -> tuple[str, ...]:
+    """The checkpoint-layout names (in our naming) a model weight is made of: itself, or its fused parts."""
+    if ours.startswith("layers."):
+        _, index, rest = ours.split(".", 2)
+        parts = FUSED_PARTS.get("layers.{i}." + rest)
+        if parts is not None:
+            return tuple(part.format(i=index) for part in parts)
+    return (ours,)
+
+
 def _their_name(ours: str, names: dict[str, str]) -> str:
     if ours.startswith("layers."):
         _, index, rest = ours.split(".", 2)
         return names["layers.{i}." + rest].format(i=index)
     return names[ours]
+
+
+def checkpoint_state(model: Transformer, family: str) -> dict[str, torch.Tensor]:
+    """The model's weights under a family's checkpoint names, fused projections split into their parts."""
+    names = NAME_MAPS[family]
+    state = {}
+    for ours, tensor in model.state_dict().items():
+        if ours == "lm_head.weight" and model.config.tie_embeddings:
+            continue
+        parts = _unfused_names(ours)
+        sizes = _part_sizes(model.config, ours) if len(parts) > 1 else [tensor.shape[0]]
+        for part, piece in zip(parts, tensor.split(sizes, dim=0)):
+            state[_their_name(part, names)] = piece.detach().contiguous().cpu()
+    return state
+
+
+def _part_sizes(config: ModelConfig, ours: str) -> list[int]:
+    if ".qkv_proj." in ours:
+        q, kv = config.num_heads * config.head_dim, config.num_kv_heads * config.head_dim
+        return [q, kv, kv]
+    return [config.intermediate_size, config.intermediate_size]
 
 
 def save_checkpoint(
@@ -346,11 +394,7 @@ def save_checkpoint(
     (the Hugging Face layout), so no single file exceeds it; weight files of an earlier save are removed."""
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
-    state = {}
-    for ours, tensor in model.state_dict().items():
-        if ours == "lm_head.weight" and model.config.tie_embeddings:
-            continue
-        state[_their_name(ours, NAME_MAPS[family])] = tensor.detach().contiguous().cpu()
+    state = checkpoint_state(model, family)
     for stale in [*out.glob("model-*-of-*.safetensors"), out / "model.safetensors", out / "model.safetensors.index.json"]:
         stale.unlink(missing_ok=True)
     shards = _pack_shards(state, max_shard_bytes)

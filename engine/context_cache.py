@@ -1,8 +1,11 @@
-"""Keys/values of the prefix, computed in fixed chunks so later requests reuse them exactly.
+"""Keys/values of each active canvas's context, in fixed slots of one preallocated cache, and an LRU of prefix
+chunks that later requests reuse exactly.
 
-Chunk i attends to itself and to chunks before it, never to what follows, so its keys/values depend only on the
-tokens up to its end: typing one more character reuses every full chunk bit for bit instead of re-running the
-prefix. The tail of the prefix (the last partial chunk), the canvas and the suffix are computed per request.
+A request's context lives in one slot for its whole life: joining or leaving a batch copies nothing, and a
+CUDA graph captured over the slot tensors stays valid. The prefix is encoded in fixed chunks straight into the
+slot; chunk i attends to itself and to chunks before it, never to what follows, so its keys/values depend only
+on the tokens up to its end: typing one more character reuses every full chunk bit for bit instead of re-running
+the prefix.
 """
 
 from __future__ import annotations
@@ -11,29 +14,63 @@ from collections import OrderedDict
 
 import torch
 
-from mercury_lsp.engine.model import LayerKV, Transformer
+from mercury_lsp.engine.model import LayerKV, ModelConfig, Transformer
 
 
-def concat_kv(parts: list[list[LayerKV]]) -> list[LayerKV]:
-    """Concatenate several per-layer key/value lists along the sequence."""
-    parts = [p for p in parts if p and p[0][0].shape[2] > 0]
-    if len(parts) <= 1:
-        return parts[0] if parts else []
-    return [
-        (torch.cat([p[i][0] for p in parts], dim=2), torch.cat([p[i][1] for p in parts], dim=2))
-        for i in range(len(parts[0]))
-    ]
+class ContextSlots:
+    """Per layer, keys and values [slots + 1, Hkv, capacity, D]; the last slot is scratch for padding rows.
 
+    Beside them, per slot, what a canvas window needs to attend over its context: the valid context length, the
+    canvas's first position, and the lead token (the last prefix token, recomputed with the canvas for models
+    that read token i from output i - 1)."""
 
-def slice_kv(kv: list[LayerKV], start: int, stop: int) -> list[LayerKV]:
-    return [(k[:, :, start:stop], v[:, :, start:stop]) for k, v in kv]
+    def __init__(self, config: ModelConfig, slots: int, capacity: int, dtype: torch.dtype, device: torch.device):
+        shape = (slots + 1, config.num_kv_heads, capacity, config.head_dim)
+        # Zeros, not empty: keys past a row's length are masked, but a NaN in them would still poison the
+        # reference attention's weighted sum (0 * NaN).
+        self.k = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(config.num_layers)]
+        self.v = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(config.num_layers)]
+        self.capacity = capacity
+        self.scratch = slots
+        self.length = torch.zeros(slots + 1, dtype=torch.long, device=device)
+        self.canvas_start = torch.zeros(slots + 1, dtype=torch.long, device=device)
+        self.lead = torch.zeros(slots + 1, dtype=torch.long, device=device)
+        self.has_lead = torch.zeros(slots + 1, dtype=torch.bool, device=device)
+        # A padding row has its lead as its only key, so its attention stays finite.
+        self.has_lead[self.scratch] = True
+        self.canvas_start[self.scratch] = 1
+
+    def layers(self, start: int = 0, stop: int | None = None, span: int | None = None) -> list[LayerKV]:
+        """Per-layer views of slots [start, stop) (all by default), keys up to `span`."""
+        return [(k[start:stop, :, :span], v[start:stop, :, :span]) for k, v in zip(self.k, self.v)]
+
+    def write(self, slot: int, at: int, kv: list[LayerKV], first: int = 0, last: int | None = None) -> None:
+        """Copy window keys/values kv[:, :, first:last] of batch row 0 into the slot from position `at`."""
+        for (k, v), (new_k, new_v) in zip(zip(self.k, self.v), kv):
+            part_k, part_v = new_k[0, :, first:last], new_v[0, :, first:last]
+            k[slot, :, at : at + part_k.shape[1]] = part_k
+            v[slot, :, at : at + part_v.shape[1]] = part_v
+
+    def copy_slot(self, source: int, target: int, length: int) -> None:
+        for k, v in zip(self.k, self.v):
+            k[target, :, :length] = k[source, :, :length]
+            v[target, :, :length] = v[source, :, :length]
+        for table in (self.length, self.canvas_start, self.lead, self.has_lead):
+            table[target] = table[source]
+
+    def set_window(self, slot: int, context_length: int, canvas_start: int, lead: int | None) -> None:
+        self.length[slot] = context_length
+        self.canvas_start[slot] = canvas_start
+        self.lead[slot] = 0 if lead is None else lead
+        self.has_lead[slot] = lead is not None
 
 
 class PrefixCache:
-    """An LRU of chunk-aligned prefix keys/values, keyed by their tokens."""
+    """An LRU of chunk-aligned prefix keys/values, keyed by their tokens; encodes into a context slot."""
 
-    def __init__(self, model: Transformer, chunk_size: int = 64, max_entries: int = 8):
+    def __init__(self, model: Transformer, slots: ContextSlots, chunk_size: int = 64, max_entries: int = 8):
         self.model = model
+        self.slots = slots
         self.chunk_size = chunk_size
         self.max_entries = max_entries
         self.entries: OrderedDict[tuple[int, ...], list[LayerKV]] = OrderedDict()
@@ -44,32 +81,36 @@ class PrefixCache:
         """How many leading prefix tokens are encoded in chunks (the tail keeps at least one token)."""
         return max(prefix_length - 1, 0) // self.chunk_size * self.chunk_size
 
-    def encode(self, ids: list[int]) -> list[LayerKV]:
-        """Keys/values for `ids` (a multiple of the chunk size), reusing the longest cached match."""
+    def encode_into(self, ids: list[int], slot: int) -> None:
+        """Keys/values for `ids` (a multiple of the chunk size) in positions [0, len(ids)) of a slot, reusing the
+        longest cached match; each new chunk attends to the slot's keys before it (no copies grow with length)."""
         key = tuple(ids)
         reuse, reused_kv = 0, None
         for cached, kv in self.entries.items():
             common = _common_prefix(cached, key) // self.chunk_size * self.chunk_size
             if common > reuse:
                 reuse, reused_kv = common, kv
-        parts: list[list[LayerKV]] = [slice_kv(reused_kv, 0, reuse)] if reused_kv is not None else []
-        device = self.model.embed_tokens.weight.device
+        for k, v, (cached_k, cached_v) in zip(self.slots.k, self.slots.v, reused_kv or []):
+            k[slot, :, :reuse] = cached_k[:, :reuse]
+            v[slot, :, :reuse] = cached_v[:, :reuse]
+        device = self.slots.length.device
         for start in range(reuse, len(ids), self.chunk_size):
-            past = concat_kv(parts) if parts else None
             chunk = torch.tensor([ids[start : start + self.chunk_size]], device=device)
             positions = torch.arange(start, start + chunk.shape[1], device=device)[None]
-            past_len = torch.tensor([start], device=device)
-            _, kv = self.model.forward_window(chunk, positions, past=past, past_len=past_len if past else None)
-            parts.append(kv)
+            past = self.slots.layers(slot, slot + 1, start) if start else None
+            past_len = torch.tensor([start], device=device) if start else None
+            _, kv = self.model.forward_window(chunk, positions, past=past, past_len=past_len)
+            self.slots.write(slot, start, kv)
         self.tokens_reused += reuse
         self.tokens_computed += len(ids) - reuse
-        kv = concat_kv(parts) if parts else []
-        if ids:
-            self.entries[key] = kv
-            self.entries.move_to_end(key)
-            while len(self.entries) > self.max_entries:
-                self.entries.popitem(last=False)
-        return kv
+        if not ids:
+            return
+        if reuse < len(ids) or key not in self.entries:
+            self.entries[key] = [(k[slot, :, : len(ids)].clone(), v[slot, :, : len(ids)].clone())
+                                 for k, v in zip(self.slots.k, self.slots.v)]
+        self.entries.move_to_end(key)
+        while len(self.entries) > self.max_entries:
+            self.entries.popitem(last=False)
 
 
 def _common_prefix(a: tuple[int, ...], b: tuple[int, ...]) -> int:

@@ -1,14 +1,14 @@
-"""Infill requests end to end: context windows, healing, prefill, batched denoising steps, results.
+"""Infill requests end to end: context windows, healing, prefill into a slot, batched denoising steps, results.
 
-`InfillEngine.start` turns a request into jobs (one per candidate) with their context keys/values; `step` runs one
-batched forward over any set of active jobs and commits tokens; `infill` does both for a single request. The HTTP
-server drives `start`/`step` itself to batch concurrent requests step by step.
+`InfillEngine.start` turns a request into jobs (one per candidate, each in its own slot) and runs their first
+step; `step` runs one batched step over any set of active jobs; `result` reads the texts back and `release`
+frees the slots. `infill` does it all for a single request. The HTTP server's batcher drives
+`start`/`step`/`result`/`release` itself to batch concurrent requests step by step.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import math
 import time
 from dataclasses import dataclass, field
@@ -16,12 +16,25 @@ from dataclasses import dataclass, field
 import torch
 
 from mercury_lsp.engine.checkpoint import LoadedModel
-from mercury_lsp.engine.context_cache import PrefixCache, concat_kv, slice_kv
+from mercury_lsp.engine.context_cache import ContextSlots, PrefixCache
 from mercury_lsp.engine.errors import InfillError
 from mercury_lsp.engine.healing import encode_prefix, heal_prefix
-from mercury_lsp.engine.model import LayerKV
-from mercury_lsp.engine.sampler import Canvas, canvas_completion, denoise_step, new_canvas
-from mercury_lsp.infill_api import Completion, InfillRequest, parse_infill
+from mercury_lsp.engine.sampler import (
+    DONE,
+    HOST_WORK,
+    MEASURES,
+    CanvasSlots,
+    CanvasSpec,
+    SampledRow,
+    VocabTables,
+    denoise,
+    expand_and_delete,
+    reset_slot,
+    slot_completion,
+    start_refinement,
+)
+from mercury_lsp.engine.step import CanvasStep
+from mercury_lsp.infill_api import MAX_CANVAS, Completion, InfillRequest, parse_infill
 
 CUT_GRID = 4096  # characters
 
@@ -39,38 +52,58 @@ def stable_cut(prefix: str, keep: int) -> int:
 
 @dataclass
 class EngineSettings:
-    max_canvas: int = 256
+    max_batch: int = 16  # canvases stepped together: the slots of the context cache
     max_prefix_tokens: int = 3072
     max_suffix_tokens: int = 1024
+    max_extra_tokens: int = 1024
+    max_context_tokens: int = 4096  # header + extra context + prefix + suffix: the cache's capacity per slot
     chunk_size: int = 64  # prefix chunk for exact key/value reuse across requests
     prefix_cache_entries: int = 8
     refresh_every: int = 0  # recompute tail/suffix keys/values every N steps (0 = only when the canvas changes length)
     expand_initial: int = 8  # starting canvas length in expand/delete mode
-    threshold: float = 0.9  # commit threshold when a request names none
     candidate_temperature: float = 0.8  # for candidates after the first when the request is greedy
+    threshold: float = 0.9  # commit threshold when a request names none
+    confidence: str = "probability"  # the measure thresholds apply to: probability, margin or entropy
+    cuda_graphs: bool = True  # capture each bucket's step on CUDA (warm_up)
 
 
-_job_ids = itertools.count()
+@dataclass
+class ContextTokens:
+    """What the model is fed around the canvas: [extra context, header, prefix] before it, the suffix after."""
 
-
-@dataclass(eq=False)  # identity: jobs are compared as objects, never by their tensors
-class Job:
-    """One candidate of a request: its canvas and the context it attends to."""
-
-    canvas: Canvas
-    request_id: int
-    prefix_ids: list[int]  # context prefix after healing
+    prefix_ids: list[int]  # all tokens before the canvas (after healing: without the healed tail)
+    held: bytes  # prefix bytes held back for healing
     suffix_ids: list[int]
-    chunk_kv: list[LayerKV]  # keys/values of the chunk-aligned head of the prefix (shared, exact)
-    context_kv: list[LayerKV] = field(default_factory=list)  # chunks + tail (minus lead) + suffix
-    lead: int | None = None  # last prefix token, recomputed with the canvas for shifted models
+    header_tokens: int
+    extra_tokens: int
+
+
+@dataclass(eq=False)  # identity: jobs are compared as objects
+class Job:
+    """One candidate of a request, in its own slot."""
+
+    slot: int
+    request_id: int
+    context: ContextTokens
+    chunk_len: int  # leading prefix tokens encoded in cached chunks
+    lead: int | None  # last prefix token, recomputed with the canvas for shifted models
+    spec: CanvasSpec
+    sampled: SampledRow | None  # temperature > 0: drawn with its own generator
+    length: int  # canvas length (host mirror of the slot's)
+    expansions_left: int
+    stale: bool = True  # context keys/values to (re)compute with the canvas: first step, length change, refinement
     steps_since_refresh: int = 0
-    uid: int = field(default_factory=lambda: next(_job_ids))
-    context_version: int = 0  # bumped whenever context_kv is replaced
+    done: bool = False
+    released: bool = False
+    steps_done: int = field(default=0)
 
     @property
-    def done(self) -> bool:
-        return self.canvas.done
+    def prefix_ids(self) -> list[int]:
+        return self.context.prefix_ids
+
+    @property
+    def suffix_ids(self) -> list[int]:
+        return self.context.suffix_ids
 
 
 @dataclass
@@ -82,6 +115,8 @@ class InfillResult:
     ms: float
     prefix_tokens: int = 0
     suffix_tokens: int = 0
+    header_tokens: int = 0
+    extra_tokens: int = 0
 
     @property
     def text(self) -> str:
@@ -102,82 +137,117 @@ class InfillEngine:
         self.loaded = loaded
         self.model = loaded.model
         self.vocab = loaded.vocab
-        self.settings = settings or EngineSettings()
-        self.prefix_cache = PrefixCache(self.model, self.settings.chunk_size, self.settings.prefix_cache_entries)
         self.device = loaded.device
+        self.settings = settings or EngineSettings()
+        s = self.settings
+        if s.confidence not in MEASURES:
+            raise InfillError(f"confidence measure must be one of {', '.join(MEASURES)}, not {s.confidence!r}.")
+        config = self.model.config
+        self.context_capacity = min(config.max_position_embeddings, s.max_context_tokens)
+        dtype = self.model.embed_tokens.weight.dtype
+        self.context = ContextSlots(config, s.max_batch, self.context_capacity, dtype, self.device)
+        # Room for MAX_CANVAS new tokens and the healed token.
+        self.canvases = CanvasSlots.allocate(s.max_batch + 1, MAX_CANVAS + 1, config.vocab_size, self.device)
+        self.tables = VocabTables(self.vocab, config.vocab_size, self.device)
+        self.prefix_cache = PrefixCache(self.model, self.context, s.chunk_size, s.prefix_cache_entries)
+        self.canvas_step = CanvasStep(self.model, self.context, self.canvases, self.tables, s.max_batch,
+                                      s.confidence, graphs=s.cuda_graphs)
+        self._free_slots = list(range(s.max_batch))
         self._next_request = 0
-        self._padded_context: tuple[tuple, list[LayerKV], torch.Tensor] | None = None
+
+    @property
+    def slots_in_use(self) -> int:
+        return self.settings.max_batch - len(self._free_slots)
+
+    @torch.inference_mode()
+    def warm_up(self, progress=None) -> None:
+        """Capture the step graphs (CUDA only); `progress(done, total)` follows the captures."""
+        self.canvas_step.capture(progress)
 
     # -- context -----------------------------------------------------------------------------------------------
-    def tokenize_context(self, prefix: str, suffix: str, canvas_tokens: int) -> tuple[list[int], bytes, list[int]]:
-        """Token windows of prefix and suffix within the budgets (cut by characters first: files can be huge), and
-        the prefix bytes `encode_prefix` held back for healing.
+    def tokenize_context(self, request: InfillRequest, canvas_tokens: int) -> ContextTokens:
+        """Token windows within the budgets and the model's positions: the header whole, then the suffix, the
+        extra context and the code prefix trimmed to fit (cut by characters first: files can be huge).
 
-        The budgets shrink to fit the model's trained positions: a small model trained on short windows must not
-        see positions it never learned.
-        """
+        A small model trained on short windows must not see positions it never learned, so the budgets shrink
+        to its positions; the code body shrinks first, the header never."""
         s = self.settings
-        room = self.model.config.max_position_embeddings - canvas_tokens - 1
+        room = min(self.model.config.max_position_embeddings - canvas_tokens - 1, self.context_capacity)
+        header_ids = self.vocab.encode(request.header) if request.header else []
+        room -= len(header_ids)
         if room < 1:
             raise InfillError(
-                f"max_tokens {canvas_tokens} leaves no room for context in this model's "
+                f"max_tokens {canvas_tokens - 1} and the header leave no room for context in this model's "
                 f"{self.model.config.max_position_embeddings} positions."
             )
         suffix_budget = min(s.max_suffix_tokens, room // 4 if room < s.max_prefix_tokens + s.max_suffix_tokens else room)
-        prefix_budget = min(s.max_prefix_tokens, room - suffix_budget)
-        # A token is rarely longer than 16 characters, so this keeps enough text for the token budget.
-        prefix = prefix[stable_cut(prefix, prefix_budget * 16) :]
-        suffix = suffix[: suffix_budget * 16]
-        prefix_ids, held = encode_prefix(self.vocab, prefix) if prefix_budget else ([], b"")
+        suffix = request.suffix[: suffix_budget * 16]  # a token is rarely longer than 16 characters
+        suffix_ids = self.vocab.encode(suffix)[:suffix_budget] if suffix and suffix_budget else []
+        extra_budget = min(s.max_extra_tokens, (room - len(suffix_ids)) // 3)
+        extra = request.extra_context[-extra_budget * 16 :] if extra_budget > 0 else ""
+        extra_ids = self.vocab.encode(extra)[-extra_budget:] if extra else []
+        prefix_budget = min(s.max_prefix_tokens, room - len(suffix_ids) - len(extra_ids))
+        prefix = request.prefix[stable_cut(request.prefix, prefix_budget * 16) :]
+        prefix_ids, held = encode_prefix(self.vocab, prefix) if prefix_budget > 0 else ([], b"")
         if len(prefix_ids) > prefix_budget:
             # Drop whole chunks from the left, so the chunks that stay are the ones the cache holds (unless the
             # budget is so small that a chunk would be a large share of it).
             chunk = s.chunk_size if prefix_budget >= 4 * s.chunk_size else 1
             prefix_ids = prefix_ids[math.ceil((len(prefix_ids) - prefix_budget) / chunk) * chunk :]
-        suffix_ids = self.vocab.encode(suffix)[:suffix_budget] if suffix and suffix_budget else []
-        return prefix_ids, held, suffix_ids
+        return ContextTokens(extra_ids + header_ids + prefix_ids, held, suffix_ids, len(header_ids), len(extra_ids))
 
     # -- requests ----------------------------------------------------------------------------------------------
     @torch.inference_mode()
     def start(self, request: InfillRequest) -> list[Job]:
-        """Tokenize, heal, encode the context and run the first denoising step; one job per candidate."""
+        """Tokenize, heal, encode the context into the candidates' slots and run their first step."""
         parse_infill(dataclasses.asdict(request))  # callers other than the HTTP boundary get the same checks
-        prefix_ids, held, suffix_ids = self.tokenize_context(request.prefix, request.suffix, request.max_tokens + 1)
-        healed = heal_prefix(self.vocab, prefix_ids, held)
+        if request.n > len(self._free_slots):
+            raise InfillError(f"n {request.n} is more than the {len(self._free_slots)} free canvas slots.")
         mode = request.length_mode
         if mode == "auto":
             mode = "expand" if self.vocab.expand_id is not None else "filler"
         if mode == "expand" and self.vocab.expand_id is None:
             raise InfillError("length_mode expand needs a checkpoint with an expand token.")
+        context = self.tokenize_context(request, request.max_tokens + 1)
+        healed = heal_prefix(self.vocab, context.prefix_ids, context.held)
+        context.prefix_ids = healed.ids
+        # The healed token replaces one the user typed: it does not count against max_tokens.
         max_length = request.max_tokens + (1 if healed.heal else 0)
         length = min(self.settings.expand_initial, max_length) if mode == "expand" else max_length
         steps = request.steps or max(1, math.ceil(max_length / 2))
+        threshold = request.threshold if request.threshold is not None else self.settings.threshold
+        spec = CanvasSpec(length, max_length, mode, float(threshold), steps, request.single_line, healed.heal,
+                          healed.first_allowed, request.refine)
         request_id = self._next_request
         self._next_request += 1
+        slots = [self._free_slots.pop(0) for _ in range(request.n)]
+        try:
+            return self._start_in(slots, request_id, context, healed, spec, request)
+        except BaseException:
+            self._free_slots = sorted(self._free_slots + slots)
+            raise
+
+    def _start_in(self, slots: list[int], request_id: int, context: ContextTokens, healed, spec: CanvasSpec,
+                  request: InfillRequest) -> list[Job]:
+        mode, length, max_length = spec.mode, spec.length, spec.max_length
         chunk_len = self.prefix_cache.full_chunk_length(len(healed.ids))
-        chunk_kv = self.prefix_cache.encode(healed.ids[:chunk_len]) if chunk_len else []
+        if chunk_len:
+            self.prefix_cache.encode_into(healed.ids[:chunk_len], slots[0])
+        lead = healed.ids[-1] if (self.model.config.shifted and healed.ids) else None
         jobs = []
-        for i in range(request.n):
-            temperature = request.temperature
-            if i > 0 and temperature == 0:
-                temperature = self.settings.candidate_temperature
-            canvas = new_canvas(
-                self.vocab,
-                length,
-                self.device,
-                mode=mode,
-                max_length=max_length,
-                threshold=float(request.threshold if request.threshold is not None else self.settings.threshold),
-                temperature=float(temperature),
-                steps=steps,
-                seed=request.seed + i,
-                heal=healed.heal,
-                first_allowed=healed.first_allowed,
-                single_line=request.single_line,
-                refine_fraction=0.25 if request.refine else 0.0,
-            )
-            lead = healed.ids[-1] if (self.model.config.shifted and healed.ids) else None
-            jobs.append(Job(canvas, request_id, healed.ids, suffix_ids, chunk_kv, lead=lead))
+        for i, slot in enumerate(slots):
+            if i and chunk_len:
+                self.context.copy_slot(slots[0], slot, chunk_len)
+            temperature = request.temperature or (self.settings.candidate_temperature if i else 0.0)
+            sampled = None
+            if temperature > 0:
+                generator = torch.Generator(device=self.device)
+                generator.manual_seed((request.seed + i) % 2**64)
+                sampled = SampledRow(len(jobs), temperature, generator)
+            reset_slot(self.canvases, self.tables, self.vocab, slot, spec)
+            self.context.set_window(slot, chunk_len, len(healed.ids), lead)
+            expansions = max_length - length if mode == "expand" else 0
+            jobs.append(Job(slot, request_id, context, chunk_len, lead, spec, sampled, length, expansions))
         self._refresh_and_step(jobs)
         return jobs
 
@@ -185,149 +255,145 @@ class InfillEngine:
     def step(self, jobs: list[Job]) -> None:
         """One denoising step for every unfinished job: one batched forward over their canvases."""
         active = [j for j in jobs if not j.done]
-        stale = [
-            j for j in active
-            if j.canvas.needs_refresh
-            or (self.settings.refresh_every and j.steps_since_refresh >= self.settings.refresh_every)
-        ]
+        every = self.settings.refresh_every
+        stale = [j for j in active if j.stale or (every and j.steps_since_refresh >= every)]
         if stale:
             self._refresh_and_step(stale)
         fresh = [j for j in active if j not in stale]
-        if fresh:
-            logits = self._canvas_logits(fresh)
-            denoise_step(self.vocab, [j.canvas for j in fresh], logits)
-            for j in fresh:
-                j.steps_since_refresh += 1
+        if not fresh:
+            return
+        sampled = tuple(
+            dataclasses.replace(j.sampled, index=i, length=j.length) for i, j in enumerate(fresh) if j.sampled
+        )
+        statuses = self.canvas_step.run(
+            [j.slot for j in fresh], max(j.length for j in fresh),
+            max(self._context_length(j) for j in fresh), sampled,
+        )
+        self._after_step(fresh, statuses)
 
     def settled(self, jobs: list[Job]) -> list[str]:
         """Each candidate's text as far as its canvas is committed from the left (for streaming)."""
-        return [canvas_completion(self.vocab, j.canvas, settled_only=True).text for j in jobs]
+        return [self._completion(j, settled_only=True).text for j in jobs]
 
     def result(self, jobs: list[Job], started: float) -> InfillResult:
+        context = jobs[0].context
         return InfillResult(
-            completions=[canvas_completion(self.vocab, j.canvas) for j in jobs],
-            steps=jobs[0].canvas.steps_done,
+            completions=[self._completion(j) for j in jobs],
+            steps=jobs[0].steps_done,
             ms=(time.perf_counter() - started) * 1000,
-            prefix_tokens=len(jobs[0].prefix_ids),
-            suffix_tokens=len(jobs[0].suffix_ids),
+            prefix_tokens=len(context.prefix_ids) - context.header_tokens - context.extra_tokens,
+            suffix_tokens=len(context.suffix_ids),
+            header_tokens=context.header_tokens,
+            extra_tokens=context.extra_tokens,
         )
+
+    def release(self, jobs: list[Job]) -> None:
+        """Give the jobs' slots back (finished, cancelled or failed); a job released twice is released once."""
+        for job in jobs:
+            if not job.released:
+                job.released = True
+                self._free_slots.append(job.slot)
+        self._free_slots.sort()  # lowest first: a lone request gets slot 0, read as a view
 
     def infill(self, request: InfillRequest) -> InfillResult:
         """Serve one request on its own."""
         started = time.perf_counter()
         jobs = self.start(request)
-        while not all(j.done for j in jobs):
-            self.step(jobs)
-        return self.result(jobs, started)
+        try:
+            while not all(j.done for j in jobs):
+                self.step(jobs)
+            return self.result(jobs, started)
+        finally:
+            self.release(jobs)
 
-    # -- forwards ----------------------------------------------------------------------------------------------
-    def _positions(self, job: Job) -> tuple[int, int, int]:
-        """(canvas start, canvas length, suffix start) in absolute positions."""
-        start = len(job.prefix_ids)
-        return start, job.canvas.length, start + job.canvas.length
+    # -- internals -------------------------------------------------------------------------------------------
+    def _completion(self, job: Job, settled_only: bool = False) -> Completion:
+        spec = job.spec
+        return slot_completion(self.vocab, self.canvases, job.slot, spec.mode, spec.heal, spec.single_line,
+                               settled_only)
+
+    @staticmethod
+    def _context_length(job: Job) -> int:
+        """Keys in the slot: the prefix without the lead (recomputed with the canvas), then the suffix."""
+        return len(job.prefix_ids) - (1 if job.lead is not None else 0) + len(job.suffix_ids)
+
+    def _after_step(self, jobs: list[Job], statuses: list[int]) -> None:
+        for job, status in zip(jobs, statuses):
+            job.steps_done += 1
+            job.steps_since_refresh += 1
+            if status == DONE:
+                job.done = True
+            elif status == HOST_WORK:
+                self._host_work(job)
+
+    def _host_work(self, job: Job) -> None:
+        """Length changes (expand/delete) and the start of refinement, then whether the canvas is done."""
+        slots, slot = self.canvases, job.slot
+        if job.spec.mode == "expand":
+            length, job.expansions_left = expand_and_delete(
+                slots, self.tables, slot, job.expansions_left, job.spec.max_length
+            )
+            if length != job.length or bool(slots.masked[slot, :length].any()):
+                job.stale = True
+            job.length = length
+        if bool(slots.masked[slot, : job.length].any()):
+            return
+        if bool(slots.refine_pending[slot]) and start_refinement(slots, self.tables, slot):
+            job.stale = True
+            return
+        job.done = True
 
     def _refresh_and_step(self, jobs: list[Job]) -> None:
-        """Recompute tail + canvas + suffix over the prefix chunks, keep the context keys/values, and commit from
-        the same forward (no work is wasted on the refresh)."""
-        width = max(j.canvas.length for j in jobs)
-        logits = torch.zeros(len(jobs), width, self.model.config.vocab_size, device=self.device)
-        done: dict[tuple, tuple[torch.Tensor, list[LayerKV]]] = {}
+        """Recompute tail + canvas + suffix over the prefix chunks into each job's slot, and commit from the same
+        forward (no work is wasted on the refresh)."""
+        width = max(j.length for j in jobs)
+        vocab_size = self.model.config.vocab_size
+        logits = torch.zeros(len(jobs), width, vocab_size, device=self.device)
+        done: dict[tuple, tuple[torch.Tensor, Job]] = {}
         for b, job in enumerate(jobs):
+            canvas = tuple(self.canvases.ids[job.slot, : job.length].tolist())
             # Candidates of one request start from the same canvas: one forward serves them all.
-            key = (job.request_id, tuple(job.canvas.ids.tolist()))
+            key = (job.request_id, canvas)
             if key in done:
-                row_logits, job.context_kv = done[key]
-                job.context_version += 1
+                row_logits, source = done[key]
+                self.context.copy_slot(source.slot, job.slot, self._context_length(source))
             else:
-                row_logits = self._group_forward(job)
-                done[key] = (row_logits, job.context_kv)
-            logits[b, : job.canvas.length] = row_logits
-            job.canvas.needs_refresh = False
+                row_logits = self._group_forward(job, list(canvas))
+                done[key] = (row_logits, job)
+            logits[b, : job.length] = row_logits
+            job.stale = False
             job.steps_since_refresh = 0
-        denoise_step(self.vocab, [j.canvas for j in jobs], logits)
-        for j in jobs:
-            j.steps_since_refresh += 1
-
-    def _group_forward(self, job: Job) -> torch.Tensor:
-        """Forward of [prefix tail, canvas, suffix] over the cached prefix chunks; returns canvas logits [C, V]."""
-        chunk_len = job.chunk_kv[0][0].shape[2] if job.chunk_kv else 0
-        tail = job.prefix_ids[chunk_len:]
-        start, length, suffix_start = self._positions(job)
-        ids = torch.tensor([tail + job.canvas.ids.tolist() + job.suffix_ids], device=self.device)
-        positions = torch.cat(
-            [
-                torch.arange(chunk_len, start, device=self.device),
-                torch.arange(start, start + length, device=self.device),
-                torch.arange(suffix_start, suffix_start + len(job.suffix_ids), device=self.device),
-            ]
-        )[None]
-        past = job.chunk_kv or None
-        past_len = torch.tensor([chunk_len], device=self.device) if past else None
-        hidden, kv = self.model.forward_window(ids, positions, past=past, past_len=past_len)
-        n_tail = len(tail)
-        # The lead token (last prefix token) is recomputed with the canvas at each step, so it leaves the context.
-        keep_tail = n_tail - (1 if job.lead is not None else 0)
-        job.context_kv = concat_kv(
-            [job.chunk_kv, slice_kv(kv, 0, keep_tail), slice_kv(kv, n_tail + length, n_tail + length + len(job.suffix_ids))]
+        rows = torch.tensor([j.slot for j in jobs], device=self.device)
+        sampled = tuple(
+            dataclasses.replace(j.sampled, index=i, length=j.length) for i, j in enumerate(jobs) if j.sampled
         )
-        job.context_version += 1
-        rows = self._canvas_rows(job, offset=n_tail)
-        return self.model.logits(hidden[0, rows])
+        status = denoise(self.canvases, self.tables, rows, logits, self.settings.confidence, sampled)
+        self.canvas_step.host_reads += 1
+        self._after_step(jobs, status.tolist())
 
-    def _canvas_rows(self, job: Job, offset: int) -> torch.Tensor:
-        """Output rows that predict each canvas position: in place, or shifted by one (Dream reads i from i-1)."""
-        length = job.canvas.length
-        idx = torch.arange(length, device=self.device) + offset
-        if not self.model.config.shifted:
-            return idx
-        if offset > 0:
-            return idx - 1
-        return torch.clamp(idx - 1, min=0)  # no prefix at all: position 0 reads its own output (Dream)
+    def _group_forward(self, job: Job, canvas: list[int]) -> torch.Tensor:
+        """Forward of [prefix tail, canvas, suffix] over the slot's prefix chunks; keeps the tail and suffix keys
+        and values in the slot and returns the canvas logits [C, V]."""
+        chunk_len, device = job.chunk_len, self.device
+        tail = job.prefix_ids[chunk_len:]
+        start, length, suffix = len(job.prefix_ids), job.length, job.suffix_ids
+        ids = torch.tensor([tail + canvas + suffix], device=device)
+        positions = torch.cat([
+            torch.arange(chunk_len, start, device=device),
+            torch.arange(start, start + length, device=device),
+            torch.arange(start + length, start + length + len(suffix), device=device),
+        ])[None]
+        past = self.context.layers(job.slot, job.slot + 1, chunk_len) if chunk_len else None
+        past_len = torch.tensor([chunk_len], device=device) if chunk_len else None
+        hidden, kv = self.model.forward_window(ids, positions, past=past, past_len=past_len)
+        # The lead token (last prefix token) is recomputed with the canvas at each step, so it leaves the context.
+        n_tail = len(tail)
+        keep_tail = n_tail - (1 if job.lead is not None else 0)
+        self.context.write(job.slot, chunk_len, kv, 0, keep_tail)
+        self.context.write(job.slot, chunk_len + keep_tail, kv, n_tail + length, n_tail + length + len(suffix))
+        self.context.set_window(job.slot, self._context_length(job), start, job.lead)
+        read = torch.arange(length, device=device) + n_tail
+        if self.model.config.shifted:
+            read = (read - 1).clamp(min=0)  # no prefix at all: position 0 reads its own output (Dream)
+        return self.model.logits(hidden[0, read])
 
-    def _canvas_logits(self, jobs: list[Job]) -> torch.Tensor:
-        """One batched forward of [lead + canvas] windows over each job's cached context; logits [B, Cmax, V]."""
-        leads = [1 if j.lead is not None else 0 for j in jobs]
-        lengths = [j.canvas.length for j in jobs]
-        width = max(a + c for a, c in zip(leads, lengths))
-        batch = len(jobs)
-        ids = torch.full((batch, width), self.vocab.pad_id, dtype=torch.long, device=self.device)
-        positions = torch.zeros(batch, width, dtype=torch.long, device=self.device)
-        for b, job in enumerate(jobs):
-            start, length, _ = self._positions(job)
-            window = ([job.lead] if job.lead is not None else []) + job.canvas.ids.tolist()
-            ids[b, : len(window)] = torch.tensor(window, device=self.device)
-            positions[b, : len(window)] = torch.arange(start - leads[b], start + length, device=self.device)
-        past, past_len = self._batched_context(jobs)
-        window_len = torch.tensor([a + c for a, c in zip(leads, lengths)], device=self.device)
-        hidden, _ = self.model.forward_window(ids, positions, past=past, past_len=past_len, window_len=window_len)
-        cmax = max(lengths)
-        gathered = torch.zeros(batch, cmax, hidden.shape[-1], dtype=hidden.dtype, device=self.device)
-        for b, job in enumerate(jobs):
-            rows = self._canvas_rows(job, offset=leads[b])
-            gathered[b, : lengths[b]] = hidden[b, rows]
-        return self.model.logits(gathered).float()
-
-    def _batched_context(self, jobs: list[Job]) -> tuple[list[LayerKV], torch.Tensor]:
-        """Pad each job's context keys/values to a common length; lengths say which keys are real."""
-        lengths = [j.context_kv[0][0].shape[2] if j.context_kv else 0 for j in jobs]
-        if len(jobs) == 1 and lengths[0]:
-            return jobs[0].context_kv, torch.tensor(lengths, device=self.device)  # nothing to pad
-        # The batch rarely changes between steps: keep the padded copy until it does.
-        key = tuple((j.uid, j.context_version) for j in jobs)
-        if self._padded_context is not None and self._padded_context[0] == key:
-            return self._padded_context[1], self._padded_context[2]
-        tmax = max(lengths)
-        cfg = self.model.config
-        dtype = self.model.embed_tokens.weight.dtype
-        past = []
-        for layer in range(cfg.num_layers):
-            k = torch.zeros(len(jobs), cfg.num_kv_heads, tmax, cfg.head_dim, dtype=dtype, device=self.device)
-            v = torch.zeros_like(k)
-            for b, job in enumerate(jobs):
-                if lengths[b]:
-                    k[b, :, : lengths[b]] = job.context_kv[layer][0][0]
-                    v[b, :, : lengths[b]] = job.context_kv[layer][1][0]
-            past.append((k, v))
-        past_len = torch.tensor(lengths, device=self.device)
-        self._padded_context = (key, past, past_len)
-        return past, past_len

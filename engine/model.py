@@ -111,9 +111,8 @@ class Attention(nn.Module):
         super().__init__()
         self.num_heads, self.num_kv_heads, self.head_dim = config.num_heads, config.num_kv_heads, config.head_dim
         d, q, kv = config.hidden_size, config.num_heads * config.head_dim, config.num_kv_heads * config.head_dim
-        self.q_proj = nn.Linear(d, q, bias=config.qkv_bias)
-        self.k_proj = nn.Linear(d, kv, bias=config.qkv_bias)
-        self.v_proj = nn.Linear(d, kv, bias=config.qkv_bias)
+        # q, k and v in one projection (one GEMM per layer); checkpoints keep them apart (checkpoint.py splits).
+        self.qkv_proj = nn.Linear(d, q + 2 * kv, bias=config.qkv_bias)
         self.o_proj = nn.Linear(q, d, bias=False)
         self.scale = 1.0 / math.sqrt(config.head_dim)
 
@@ -126,11 +125,12 @@ class Attention(nn.Module):
         past_len: torch.Tensor | None,
         window_len: torch.Tensor | None,
         causal: bool,
+        past_rows: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, LayerKV]:
         b, length, _ = x.shape
-        q = self.q_proj(x).view(b, length, self.num_heads, self.head_dim)
-        k = self.k_proj(x).view(b, length, self.num_kv_heads, self.head_dim)
-        v = self.v_proj(x).view(b, length, self.num_kv_heads, self.head_dim)
+        n_q, n_kv = self.num_heads, self.num_kv_heads
+        qkv = self.qkv_proj(x).view(b, length, n_q + 2 * n_kv, self.head_dim)
+        q, k, v = qkv.split([n_q, n_kv, n_kv], dim=2)
         apply_rope(q, k, cos, sin)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2).contiguous(), v.transpose(1, 2).contiguous()
         if past is None and not causal and window_len is None:
@@ -144,8 +144,8 @@ class Attention(nn.Module):
                 past_len = torch.zeros(b, dtype=torch.long, device=x.device)
             if window_len is None:
                 window_len = torch.full((b,), length, dtype=torch.long, device=x.device)
-            out = canvas_attention(q, past[0], past[1], past_len, k, v, window_len, self.scale)
-        out = out.transpose(1, 2).reshape(b, length, self.num_heads * self.head_dim)
+            out = canvas_attention(q, past[0], past[1], past_len, k, v, window_len, self.scale, past_rows)
+        out = out.transpose(1, 2).reshape(b, length, n_q * self.head_dim)
         return self.o_proj(out), (k, v)
 
     def _causal(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, past: LayerKV | None) -> torch.Tensor:
@@ -163,12 +163,14 @@ class Attention(nn.Module):
 class FeedForward(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
-        self.gate_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
-        self.up_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
+        self.intermediate_size = config.intermediate_size
+        # gate and up in one projection; checkpoints keep them apart (checkpoint.py splits).
+        self.gate_up_proj = nn.Linear(config.hidden_size, 2 * config.intermediate_size, bias=False)
         self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(swiglu(self.gate_proj(x), self.up_proj(x)))
+        gate, up = self.gate_up_proj(x).split(self.intermediate_size, dim=-1)
+        return self.down_proj(swiglu(gate, up))
 
 
 class TransformerBlock(nn.Module):
@@ -189,9 +191,10 @@ class TransformerBlock(nn.Module):
         past_len: torch.Tensor | None,
         window_len: torch.Tensor | None,
         causal: bool,
+        past_rows: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, LayerKV]:
         h, residual = self.input_layernorm(x, residual)
-        attn, kv = self.self_attn(h, cos, sin, past, past_len, window_len, causal)
+        attn, kv = self.self_attn(h, cos, sin, past, past_len, window_len, causal, past_rows)
         h, residual = self.post_attention_layernorm(attn, residual)
         return self.mlp(h), residual, kv
 
@@ -221,12 +224,14 @@ class Transformer(nn.Module):
         past_len: torch.Tensor | None = None,
         window_len: torch.Tensor | None = None,
         causal: bool = False,
+        past_rows: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, list[LayerKV]]:
         """Run a window of tokens [B, L] over optional cached keys/values; return final hidden states and the
         window's own keys/values per layer.
 
         Bidirectional by default: every window token sees all valid past keys (past_len[b] of them) and all valid
-        window keys (window_len[b]). With causal=True it is the autoregressive model (past fully valid).
+        window keys (window_len[b]). `past_rows[b]` names the row of `past` that window row b reads (a slot of a
+        shared cache). With causal=True it is the autoregressive model (past fully valid).
         """
         if positions is None:
             positions = torch.arange(ids.shape[1], device=ids.device).expand(ids.shape[0], -1)
@@ -235,7 +240,7 @@ class Transformer(nn.Module):
         new_kv: list[LayerKV] = []
         for i, layer in enumerate(self.layers):
             layer_past = None if past is None else past[i]
-            x, residual, kv = layer(x, residual, cos, sin, layer_past, past_len, window_len, causal)
+            x, residual, kv = layer(x, residual, cos, sin, layer_past, past_len, window_len, causal, past_rows)
             new_kv.append(kv)
         hidden, _ = self.norm(x, residual)
         return hidden, new_kv

@@ -1,7 +1,11 @@
-"""Masked-diffusion infilling on a canvas: confident commits, length control, single-line stops, refinement.
+"""Masked-diffusion infilling on canvases kept in fixed device slots: confident commits, length control, single-line
+stops, refinement.
 
-A `Canvas` is one row being denoised. `denoise_step` takes the logits of a batch of canvases, commits tokens on
-each and updates their state; it never runs the model, so the engine can batch any mix of requests.
+Every canvas lives in one slot of `CanvasSlots` (device tensors, one row per slot). `denoise` takes the logits of
+any set of slots, commits tokens and reports one status per slot, all on the device: the host reads back one small
+tensor per step, and the same code runs in a CUDA graph. Changes of canvas length (DreamOn's expand and delete)
+and the start of refinement are rare and run on the host (`expand_and_delete`, `start_refinement`) when a status
+asks for them.
 """
 
 from __future__ import annotations
@@ -17,266 +21,332 @@ from mercury_lsp.infill_api import Completion
 from mercury_lsp.kernels.commit import commit_confident
 from mercury_lsp.kernels.confidence import confidence
 
+RUNNING, DONE, HOST_WORK = 0, 1, 2  # statuses denoise reports per slot
+MEASURES = ("probability", "margin", "entropy")
+REFINE_THRESHOLD = 0.6  # committed tokens below this confidence may be re-predicted by refinement
+REFINE_STEPS = 1
 
-@dataclass(eq=False)  # identity: jobs are compared as objects, never by their tensors
-class Canvas:
-    """One candidate infill being denoised (state lives on the model's device)."""
 
-    ids: torch.Tensor  # [C] canvas tokens; mask id where still masked
-    masked: torch.Tensor  # [C] bool
-    committed_filler: torch.Tensor  # [C] bool, filler committed as part of the right-edge run
-    confidence: torch.Tensor  # [C] confidence each token had when committed
-    mode: str  # "filler": fixed canvas, filler stripped; "expand": DreamOn expand/delete
-    max_length: int
-    threshold: float
-    temperature: float
-    steps_budget: int
-    generator: torch.Generator
-    heal: bytes = b""
-    first_allowed: torch.Tensor | None = None
-    single_line: bool = False
-    expansions_left: int = 0
-    refine_fraction: float = 0.0
-    refine_threshold: float = 0.6
-    refine_steps: int = 1
-    steps_done: int = 0
-    refining: bool = False
-    needs_refresh: bool = False  # context keys/values are stale (length changed, or refinement starts)
-    done: bool = False
+class VocabTables:
+    """Per-token facts the device-side step looks up: filler, line breaks, positions expand/delete removes."""
+
+    def __init__(self, vocab: Vocabulary, size: int, device: torch.device) -> None:
+        self.mask_id, self.pad_id, self.eos_id = vocab.mask_id, vocab.pad_id, vocab.eos_id
+        self.expand_id, self.delete_id = vocab.expand_id, vocab.delete_id
+        self.filler_ids = torch.tensor(vocab.filler_ids, device=device)
+        self.filler = torch.zeros(size, dtype=torch.bool, device=device)
+        self.filler[self.filler_ids] = True
+        newline = [i for i, b in enumerate(vocab.token_bytes) if b"\n" in b]
+        self.newline = torch.zeros(size, dtype=torch.bool, device=device)
+        self.newline[torch.tensor(newline, dtype=torch.long)] = True
+        self.newline &= ~self.filler
+        deleting = [vocab.eos_id] + ([vocab.delete_id] if vocab.delete_id is not None else [])
+        self.deleting = torch.zeros(size, dtype=torch.bool, device=device)
+        self.deleting[torch.tensor(deleting, dtype=torch.long)] = True
+
+
+@dataclass
+class CanvasSlots:
+    """The state of every canvas, one row per slot; the last slot is scratch for padding rows of a batch."""
+
+    ids: torch.Tensor  # [S, Cmax] canvas tokens (pad past the canvas length)
+    masked: torch.Tensor  # [S, Cmax] still to predict
+    committed_filler: torch.Tensor  # [S, Cmax] filler of the right-edge run (positions past the length count too)
+    confidence: torch.Tensor  # [S, Cmax] each token's confidence when committed
+    length: torch.Tensor  # [S]
+    threshold: torch.Tensor  # [S]
+    filler_rule: torch.Tensor  # [S] fixed canvas: filler only as a run from the right edge
+    steps_budget: torch.Tensor  # [S]
+    steps_done: torch.Tensor  # [S]
+    single_line: torch.Tensor  # [S]
+    healed: torch.Tensor  # [S] position 0 is constrained to first_allowed while masked
+    first_allowed: torch.Tensor  # [S, V]
+    first_newline: torch.Tensor  # [S, V] whether a token breaks the line at position 0 (after the healed bytes)
+    special_allowed: torch.Tensor  # [S] expand/delete may be predicted (expand mode, not refining)
+    expand_allowed: torch.Tensor  # [S] expand may be predicted (expansions left, room to grow)
+    expand_mode: torch.Tensor  # [S] committed expand/delete changes the length (host work)
+    refine_pending: torch.Tensor  # [S] refinement starts when the draft is complete (host work)
+
+    @classmethod
+    def allocate(cls, slots: int, width: int, vocab_size: int, device: torch.device) -> CanvasSlots:
+        def zeros(*shape: int, dtype: torch.dtype = torch.bool) -> torch.Tensor:
+            return torch.zeros(shape, dtype=dtype, device=device)
+
+        return cls(
+            ids=zeros(slots, width, dtype=torch.long), masked=zeros(slots, width),
+            committed_filler=zeros(slots, width), confidence=zeros(slots, width, dtype=torch.float32),
+            length=zeros(slots, dtype=torch.long), threshold=torch.ones(slots, device=device),
+            filler_rule=zeros(slots), steps_budget=torch.ones(slots, dtype=torch.long, device=device),
+            steps_done=zeros(slots, dtype=torch.long), single_line=zeros(slots), healed=zeros(slots),
+            first_allowed=zeros(slots, vocab_size), first_newline=zeros(slots, vocab_size),
+            special_allowed=zeros(slots), expand_allowed=zeros(slots), expand_mode=zeros(slots),
+            refine_pending=zeros(slots),
+        )
 
     @property
-    def length(self) -> int:
-        return int(self.ids.shape[0])
+    def width(self) -> int:
+        return self.ids.shape[1]
 
 
-def new_canvas(
-    vocab: Vocabulary,
-    length: int,
-    device: torch.device,
-    *,
-    mode: str,
-    max_length: int,
-    threshold: float,
-    temperature: float,
-    steps: int,
-    seed: int,
-    heal: bytes = b"",
-    first_allowed: torch.Tensor | None = None,
-    single_line: bool = False,
-    refine_fraction: float = 0.0,
-    refine_steps: int = 1,
-) -> Canvas:
-    generator = torch.Generator(device=device)
-    generator.manual_seed(seed)
-    return Canvas(
-        ids=torch.full((length,), vocab.mask_id, dtype=torch.long, device=device),
-        masked=torch.ones(length, dtype=torch.bool, device=device),
-        committed_filler=torch.zeros(length, dtype=torch.bool, device=device),
-        confidence=torch.zeros(length, device=device),
-        mode=mode,
-        max_length=max_length,
-        threshold=threshold,
-        temperature=temperature,
-        steps_budget=steps,
-        generator=generator,
-        heal=heal,
-        first_allowed=None if first_allowed is None else first_allowed.to(device),
-        single_line=single_line,
-        expansions_left=max_length - length if mode == "expand" else 0,
-        refine_fraction=refine_fraction,
-        refine_steps=refine_steps,
-    )
+@dataclass
+class CanvasSpec:
+    """What a new canvas needs to know (host side, set once per request)."""
+
+    length: int
+    max_length: int
+    mode: str  # "filler": fixed canvas, filler stripped; "expand": DreamOn expand/delete
+    threshold: float
+    steps: int
+    single_line: bool
+    heal: bytes
+    first_allowed: torch.Tensor | None
+    refine: bool
 
 
-def _restrict_logits(vocab: Vocabulary, canvases: list[Canvas], logits: torch.Tensor) -> None:
-    """Forbid tokens a position may not take, in place: mask, expand/delete outside expand mode, healing."""
-    logits[:, :, vocab.mask_id] = float("-inf")
-    for b, canvas in enumerate(canvases):
-        row = logits[b, : canvas.length]
-        for special in (vocab.expand_id, vocab.delete_id):
-            if special is not None and (canvas.mode != "expand" or canvas.refining):
-                row[:, special] = float("-inf")
-        if canvas.mode == "expand" and vocab.expand_id is not None and (
-            canvas.expansions_left <= 0 or canvas.length >= canvas.max_length
-        ):
-            row[:, vocab.expand_id] = float("-inf")
-        if canvas.first_allowed is not None and bool(canvas.masked[0]):
-            keep = row[0, canvas.first_allowed].clone()
-            row[0] = float("-inf")
-            row[0, canvas.first_allowed] = keep
+def reset_slot(slots: CanvasSlots, tables: VocabTables, vocab: Vocabulary, slot: int, spec: CanvasSpec) -> None:
+    """Lay a fresh canvas of masks in a slot."""
+    n = spec.length
+    slots.ids[slot].fill_(tables.pad_id)
+    slots.ids[slot, :n] = tables.mask_id
+    slots.masked[slot].fill_(False)
+    slots.masked[slot, :n] = True
+    slots.committed_filler[slot].fill_(True)  # positions past the canvas end the right-edge run
+    slots.committed_filler[slot, :n] = False
+    slots.confidence[slot].zero_()
+    slots.length[slot] = n
+    slots.threshold[slot] = spec.threshold
+    slots.filler_rule[slot] = spec.mode == "filler"
+    slots.steps_budget[slot] = spec.steps
+    slots.steps_done[slot] = 0
+    slots.single_line[slot] = spec.single_line
+    slots.healed[slot] = spec.first_allowed is not None
+    slots.first_allowed[slot].fill_(False)
+    slots.first_newline[slot] = tables.newline
+    if spec.first_allowed is not None:
+        allowed = spec.first_allowed.to(slots.first_allowed.device)
+        slots.first_allowed[slot, allowed] = True
+        # At position 0 only the bytes after the healed ones are new text: does a line break come among them?
+        breaks = [t for t in spec.first_allowed.tolist() if b"\n" in vocab.token_bytes[t][len(spec.heal) :]]
+        slots.first_newline[slot].fill_(False)
+        slots.first_newline[slot, torch.tensor(breaks, dtype=torch.long, device=allowed.device)] = True
+    expand = spec.mode == "expand"
+    slots.special_allowed[slot] = expand
+    slots.expand_allowed[slot] = expand and n < spec.max_length
+    slots.expand_mode[slot] = expand
+    slots.refine_pending[slot] = spec.refine
 
 
-def _sampled_confidence(
-    logits: torch.Tensor, filler: torch.Tensor, temperature: float, generator: torch.Generator
-) -> tuple[torch.Tensor, ...]:
+def _restrict(slots: CanvasSlots, tables: VocabTables, rows: torch.Tensor, logits: torch.Tensor,
+              masked: torch.Tensor) -> None:
+    """Forbid tokens a position may not take, in place: mask; expand/delete outside expand mode; healing."""
+    logits[:, :, tables.mask_id] = float("-inf")
+    blocked = float("-inf")
+    if tables.expand_id is not None:
+        ok = (slots.special_allowed[rows] & slots.expand_allowed[rows])[:, None]
+        logits[:, :, tables.expand_id] = torch.where(ok, logits[:, :, tables.expand_id], blocked)
+    if tables.delete_id is not None:
+        ok = slots.special_allowed[rows][:, None]
+        logits[:, :, tables.delete_id] = torch.where(ok, logits[:, :, tables.delete_id], blocked)
+    heal = (slots.healed[rows] & masked[:, 0])[:, None]
+    first = logits[:, 0]
+    logits[:, 0] = torch.where(heal & ~slots.first_allowed[rows], blocked, first)
+
+
+def measure_confidence(logits: torch.Tensor, filler_ids: torch.Tensor, measure: str) -> tuple[torch.Tensor, ...]:
+    """(conf_best, id_best, conf_nonfiller, id_nonfiller) of logits [N, V] under a confidence measure.
+
+    "probability" is the token's softmax probability (Fast-dLLM's threshold rule; the Triton kernel on CUDA);
+    "margin" the probability minus the runner-up's; "entropy" exp(-entropy) of the position's distribution, in
+    (0, 1] so the same thresholds apply. Tokens are the most probable ones under every measure."""
+    p_best, id_best, p_nf, id_nf = confidence(logits, filler_ids)
+    if measure == "probability":
+        return p_best, id_best, p_nf, id_nf
+    probs = logits.float().softmax(-1)
+    if measure == "margin":
+        top = probs.topk(2, dim=-1).values
+        runner_up = top[:, 1]
+        no_filler = probs.index_fill(-1, filler_ids, 0.0).topk(2, dim=-1).values
+        return p_best - runner_up, id_best, p_nf - no_filler[:, 1], id_nf
+    entropy = -(probs * probs.clamp_min(1e-30).log()).sum(-1)
+    certainty = torch.exp(-entropy)
+    return certainty, id_best, certainty, id_nf
+
+
+@dataclass
+class SampledRow:
+    """A row whose tokens are drawn at a temperature with its own generator (eager steps only)."""
+
+    index: int  # row in the batch
+    temperature: float
+    generator: torch.Generator
+    length: int = 0  # canvas positions to draw for: never the bucket's padding, so draws do not depend on it
+
+
+def _sampled_confidence(logits: torch.Tensor, filler: torch.Tensor, row: SampledRow) -> tuple[torch.Tensor, ...]:
     """Like the confidence kernel, but tokens are drawn from softmax(logits / temperature)."""
-    probs = (logits.float() / temperature).softmax(-1)
-    id_best = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+    probs = (logits.float() / row.temperature).softmax(-1)
+    id_best = torch.multinomial(probs, 1, generator=row.generator).squeeze(-1)
     no_filler = probs.index_fill(-1, filler, 0.0)
     empty = no_filler.sum(-1, keepdim=True) <= 0
     no_filler = torch.where(empty, torch.ones_like(no_filler), no_filler)
-    id_nf = torch.multinomial(no_filler, 1, generator=generator).squeeze(-1)
+    id_nf = torch.multinomial(no_filler, 1, generator=row.generator).squeeze(-1)
     return probs.gather(-1, id_best[:, None])[:, 0], id_best, probs.gather(-1, id_nf[:, None])[:, 0], id_nf
 
 
-def denoise_step(vocab: Vocabulary, canvases: list[Canvas], logits: torch.Tensor) -> None:
-    """Commit tokens on every canvas from its logits [B, Cmax, V] (rows past a canvas's length are ignored)."""
-    batch, width, _ = logits.shape
-    device = logits.device
-    _restrict_logits(vocab, canvases, logits)
-    filler = torch.tensor(vocab.filler_ids, device=device)
-    p_best, id_best, p_nf, id_nf = (t.view(batch, width) for t in confidence(logits.view(-1, logits.shape[-1]), filler))
-    for b, canvas in enumerate(canvases):
-        if canvas.temperature > 0:
-            n = canvas.length
-            sampled = _sampled_confidence(logits[b, :n], filler, canvas.temperature, canvas.generator)
-            for full, part in zip((p_best, id_best, p_nf, id_nf), sampled):
-                full[b, :n] = part
+def denoise(
+    slots: CanvasSlots,
+    tables: VocabTables,
+    rows: torch.Tensor,
+    logits: torch.Tensor,
+    measure: str = "probability",
+    sampled: tuple[SampledRow, ...] = (),
+) -> torch.Tensor:
+    """Commit tokens on the canvases in slots `rows` [B] from their logits [B, C, V] (C covers every canvas's
+    length); returns each row's status (RUNNING, DONE or HOST_WORK) as a [B] int8 tensor. No host sync."""
+    batch, width, vocab = logits.shape
+    ids = slots.ids[rows, :width]
+    masked = slots.masked[rows, :width]
+    committed_filler = slots.committed_filler[rows, :width]
+    _restrict(slots, tables, rows, logits, masked)
+    flat = logits.view(-1, vocab)
+    p_best, id_best, p_nf, id_nf = (t.view(batch, width) for t in measure_confidence(flat, tables.filler_ids, measure))
+    for row in sampled:
+        drawn = _sampled_confidence(logits[row.index, : row.length], tables.filler_ids, row)
+        for full, part in zip((p_best, id_best, p_nf, id_nf), drawn):
+            full[row.index, : row.length] = part
 
-    masked = torch.zeros(batch, width, dtype=torch.bool, device=device)
-    committed_filler = torch.zeros_like(masked)
-    for b, canvas in enumerate(canvases):
-        masked[b, : canvas.length] = canvas.masked
-        committed_filler[b, : canvas.length] = canvas.committed_filler
-    best_is_filler = torch.isin(id_best, filler)
-    threshold = torch.tensor([c.threshold for c in canvases], device=device)
-    filler_rule = torch.tensor([c.mode == "filler" for c in canvases], device=device)
-    min_commits = torch.tensor([_min_commits(c) for c in canvases], device=device)
+    steps_done = slots.steps_done[rows]
+    remaining = masked.sum(-1)
+    steps_left = (slots.steps_budget[rows] - steps_done).clamp(min=1)
+    min_commits = ((remaining + steps_left - 1) // steps_left).clamp(min=1)
     commit, token, conf = commit_confident(
-        p_best, id_best, p_nf, id_nf, best_is_filler, masked, committed_filler, threshold, filler_rule,
-        min_commits=min_commits,
+        p_best, id_best, p_nf, id_nf, tables.filler[id_best], masked, committed_filler,
+        slots.threshold[rows], slots.filler_rule[rows], min_commits=min_commits,
     )
-    for b, canvas in enumerate(canvases):
-        n = canvas.length
-        row_commit = commit[b, :n]
-        canvas.ids = torch.where(row_commit, token[b, :n], canvas.ids)
-        canvas.confidence = torch.where(row_commit, conf[b, :n], canvas.confidence)
-        canvas.masked = canvas.masked & ~row_commit
-        if canvas.mode == "filler":
-            canvas.committed_filler = canvas.committed_filler | (row_commit & torch.isin(token[b, :n], filler))
-        canvas.steps_done += 1
-        _after_commit(vocab, canvas, row_commit)
+    ids = torch.where(commit, token, ids)
+    confidences = torch.where(commit, conf, slots.confidence[rows, :width])
+    masked = masked & ~commit
+    filler_rule = slots.filler_rule[rows][:, None]
+    committed_filler = committed_filler | (commit & tables.filler[token] & filler_rule)
+
+    # Single line: once a committed token breaks the line, nothing after it matters: close the rest.
+    breaks = ~masked & tables.newline[ids]
+    breaks[:, 0] = ~masked[:, 0] & slots.first_newline[rows, ids[:, 0]]
+    after_break = (breaks.cumsum(-1) - breaks.long()) > 0
+    close = after_break & slots.single_line[rows][:, None] & (masked | ~committed_filler)
+    ids = torch.where(close, tables.pad_id, ids)
+    masked = masked & ~close
+    committed_filler = committed_filler | close
+
+    structural = slots.expand_mode[rows] & (
+        commit & ((token == (tables.expand_id if tables.expand_id is not None else -1)) | tables.deleting[token])
+    ).any(-1)
+    done = ~masked.any(-1)
+    host_work = structural | (done & slots.refine_pending[rows])
+    status = torch.where(host_work, HOST_WORK, torch.where(done, DONE, RUNNING)).to(torch.int8)
+
+    slots.ids[:, :width].index_copy_(0, rows, ids)
+    slots.masked[:, :width].index_copy_(0, rows, masked)
+    slots.committed_filler[:, :width].index_copy_(0, rows, committed_filler)
+    slots.confidence[:, :width].index_copy_(0, rows, confidences)
+    slots.steps_done.index_copy_(0, rows, steps_done + 1)
+    return status
 
 
-def _min_commits(canvas: Canvas) -> int:
-    """Commits needed per step to finish within the step budget (at least one)."""
-    remaining = int(canvas.masked.sum())
-    steps_left = max(canvas.steps_budget - canvas.steps_done, 1)
-    return max(1, math.ceil(remaining / steps_left))
+# -- host work -----------------------------------------------------------------------------------------------
 
 
-def _after_commit(vocab: Vocabulary, canvas: Canvas, committed: torch.Tensor) -> None:
-    """Length control, single-line stops, refinement and completion, on the host."""
-    if canvas.mode == "expand":
-        _expand_and_delete(vocab, canvas, committed)
-    if canvas.single_line:
-        _stop_at_newline(vocab, canvas)
-    if bool(canvas.masked.any()):
-        return
-    if canvas.refine_fraction > 0 and not canvas.refining:
-        _start_refinement(vocab, canvas)
-        if bool(canvas.masked.any()):
-            return
-    canvas.done = True
-
-
-def _expand_and_delete(vocab: Vocabulary, canvas: Canvas, committed: torch.Tensor) -> None:
-    """DreamOn rules: a committed expand becomes two masks; end-of-text or delete removes its position."""
-    deleting = {vocab.eos_id} | ({vocab.delete_id} if vocab.delete_id is not None else set())
-    ids = canvas.ids.tolist()
-    flags = committed.tolist()
-    if not any(f and (t == vocab.expand_id or t in deleting) for t, f in zip(ids, flags)):
-        return
+def expand_and_delete(slots: CanvasSlots, tables: VocabTables, slot: int, expansions_left: int,
+                      max_length: int) -> tuple[int, int]:
+    """DreamOn rules on one slot: a committed expand becomes two masks; end-of-text or delete removes its
+    position. Returns the new length and expansions left."""
+    n = int(slots.length[slot])
+    ids = slots.ids[slot, :n].tolist()
+    masked = slots.masked[slot, :n].tolist()
+    conf = slots.confidence[slot, :n].tolist()
+    deleting = {tables.eos_id} | ({tables.delete_id} if tables.delete_id is not None else set())
     keep_ids, keep_masked, keep_conf = [], [], []
-    masked = canvas.masked.tolist()
-    conf = canvas.confidence.tolist()
-    for t, m, c, f in zip(ids, masked, conf, flags):
-        if f and t == vocab.expand_id and canvas.expansions_left > 0:
-            canvas.expansions_left -= 1
-            keep_ids += [vocab.mask_id, vocab.mask_id]
+    for t, m, c in zip(ids, masked, conf):
+        if not m and t == tables.expand_id and expansions_left > 0 and len(keep_ids) + 2 <= slots.width:
+            expansions_left -= 1
+            keep_ids += [tables.mask_id, tables.mask_id]
             keep_masked += [True, True]
             keep_conf += [0.0, 0.0]
-        elif f and t in deleting:
+        elif not m and (t in deleting or t == tables.expand_id):
             continue
         else:
             keep_ids.append(t)
             keep_masked.append(m)
             keep_conf.append(c)
-    device = canvas.ids.device
-    canvas.ids = torch.tensor(keep_ids, dtype=torch.long, device=device)
-    canvas.masked = torch.tensor(keep_masked, dtype=torch.bool, device=device)
-    canvas.confidence = torch.tensor(keep_conf, device=device)
-    canvas.committed_filler = torch.zeros_like(canvas.masked)
-    canvas.needs_refresh = True
+    length = len(keep_ids)
+    device = slots.ids.device
+    slots.ids[slot].fill_(tables.pad_id)
+    slots.masked[slot].fill_(False)
+    slots.committed_filler[slot].fill_(True)
+    slots.committed_filler[slot, :length] = False
+    slots.confidence[slot].zero_()
+    if length:
+        slots.ids[slot, :length] = torch.tensor(keep_ids, dtype=torch.long, device=device)
+        slots.masked[slot, :length] = torch.tensor(keep_masked, dtype=torch.bool, device=device)
+        slots.confidence[slot, :length] = torch.tensor(keep_conf, device=device)
+    slots.length[slot] = length
+    slots.expand_allowed[slot] = expansions_left > 0 and length < max_length
     # More masks appeared: give them steps of their own.
-    canvas.steps_budget = max(canvas.steps_budget, canvas.steps_done + int(canvas.masked.sum()))
+    done = int(slots.steps_done[slot])
+    slots.steps_budget[slot] = max(int(slots.steps_budget[slot]), done + sum(keep_masked))
+    return length, expansions_left
 
 
-def _newline_after_heal(vocab: Vocabulary, canvas: Canvas, position: int, token: int) -> bool:
-    data = vocab.token_bytes[token] if token < len(vocab.token_bytes) else b""
-    if position == 0 and canvas.heal:
-        data = data[len(canvas.heal) :]
-    return b"\n" in data
-
-
-def _stop_at_newline(vocab: Vocabulary, canvas: Canvas) -> None:
-    """Once a committed token breaks the line, nothing after it matters: close the rest of the canvas."""
-    ids = canvas.ids.tolist()
-    masked = canvas.masked.tolist()
-    for j, (t, m) in enumerate(zip(ids, masked)):
-        if not m and t not in vocab.filler_ids and _newline_after_heal(vocab, canvas, j, t):
-            if j + 1 < canvas.length and bool(canvas.masked[j + 1 :].any()):
-                canvas.ids[j + 1 :] = vocab.pad_id
-                canvas.masked[j + 1 :] = False
-                canvas.committed_filler[j + 1 :] = True
-            return
-
-
-def _start_refinement(vocab: Vocabulary, canvas: Canvas) -> None:
-    """Draft-and-refine: re-mask the least confident committed tokens and re-predict them."""
-    content = ~canvas.committed_filler & ~torch.isin(canvas.ids, torch.tensor(vocab.filler_ids, device=canvas.ids.device))
-    if canvas.first_allowed is not None:
+def start_refinement(slots: CanvasSlots, tables: VocabTables, slot: int, fraction: float = 0.25) -> bool:
+    """Draft-and-refine: re-mask the least confident committed tokens of a finished draft; False when none is
+    weak enough (the canvas is then done)."""
+    slots.refine_pending[slot] = False
+    n = int(slots.length[slot])
+    ids, conf = slots.ids[slot, :n], slots.confidence[slot, :n]
+    content = ~slots.committed_filler[slot, :n] & ~tables.filler[ids]
+    if bool(slots.healed[slot]):
         content[0] = False  # the healed token is constrained already
-    weak = content & (canvas.confidence < canvas.refine_threshold)
-    budget = math.ceil(canvas.refine_fraction * canvas.length)
+    weak = content & (conf < REFINE_THRESHOLD)
+    budget = math.ceil(fraction * n)
     if budget <= 0 or not bool(weak.any()):
-        return
-    scores = torch.where(weak, canvas.confidence, torch.full_like(canvas.confidence, 2.0))
+        return False
+    scores = torch.where(weak, conf, torch.full_like(conf, 2.0))
     chosen = scores.argsort()[: min(budget, int(weak.sum()))]
-    canvas.ids[chosen] = vocab.mask_id
-    canvas.masked[chosen] = True
-    canvas.refining = True
-    canvas.needs_refresh = True
-    canvas.steps_budget = canvas.steps_done + canvas.refine_steps
+    slots.ids[slot, chosen] = tables.mask_id
+    slots.masked[slot, chosen] = True
+    slots.special_allowed[slot] = False
+    slots.steps_budget[slot] = int(slots.steps_done[slot]) + REFINE_STEPS
+    return True
 
 
-def _content_tokens(vocab: Vocabulary, canvas: Canvas, settled_only: bool = False) -> tuple[list[int], list[float]]:
-    """The canvas's text tokens and their confidences, in order: filler ends the text on a fixed canvas; mask,
-    expand and delete stand for nothing. `settled_only` stops at the first position still masked."""
+# -- text ----------------------------------------------------------------------------------------------------
+
+
+def slot_completion(vocab: Vocabulary, slots: CanvasSlots, slot: int, mode: str, heal: bytes, single_line: bool,
+                    settled_only: bool = False) -> Completion:
+    """The text a slot's canvas stands for, its new-token count and each token's confidence span.
+
+    Filler ends the text on a fixed canvas; mask, expand and delete stand for nothing; the healed bytes (typed
+    already) are dropped from the first token, which then is not counted as new. With `settled_only`, only the
+    left part whose positions are all committed (for streaming)."""
+    n = int(slots.length[slot])
+    ids = slots.ids[slot, :n].tolist()
+    scores = slots.confidence[slot, :n].tolist()
+    masked = slots.masked[slot, :n].tolist()
     drop = set(vocab.filler_ids) | {vocab.mask_id}
     drop |= {t for t in (vocab.expand_id, vocab.delete_id) if t is not None}
-    ids, confidence = canvas.ids.tolist(), canvas.confidence.tolist()
-    masked = canvas.masked.tolist() if settled_only else [False] * len(ids)
-    tokens, scores = [], []
-    for t, p, m in zip(ids, confidence, masked):
-        if m or (t in vocab.filler_ids and canvas.mode == "filler"):
+    pieces: list[tuple[bytes, float]] = []
+    for t, p, m in zip(ids, scores, masked):
+        if (m and settled_only) or (t in vocab.filler_ids and mode == "filler"):
             break
-        if t not in drop:
-            tokens.append(t)
-            scores.append(p)
-    return tokens, scores
-
-
-def canvas_completion(vocab: Vocabulary, canvas: Canvas, settled_only: bool = False) -> Completion:
-    """The text to insert at the cursor, its content-token count and the confidence span of each token.
-
-    With `settled_only`, only the left part of the canvas whose positions are all committed (for streaming)."""
-    tokens, scores = _content_tokens(vocab, canvas, settled_only)
-    pieces = [vocab.token_bytes[t] if t < len(vocab.token_bytes) else b"" for t in tokens]
-    if canvas.heal and pieces:
-        # The healed bytes were typed already; the first token must start with them (it was constrained to).
-        pieces[0] = pieces[0][len(canvas.heal) :] if pieces[0].startswith(canvas.heal) else pieces[0]
-    text, spans = text_with_spans(zip(pieces, scores))
-    if canvas.single_line and "\n" in text:
+        if not m and t not in drop:
+            pieces.append((vocab.token_bytes[t] if t < len(vocab.token_bytes) else b"", p))
+    tokens = len(pieces)
+    if heal and pieces:
+        first, p = pieces[0]
+        pieces[0] = (first[len(heal) :] if first.startswith(heal) else first, p)
+        tokens -= 1  # the healed token replaces one the user had typed
+    text, spans = text_with_spans(pieces)
+    if single_line and "\n" in text:
         text, spans = cut_spans(text, spans, text.index("\n"))
-    return Completion(text, len(tokens), spans)
+    return Completion(text, tokens, spans)

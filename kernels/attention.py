@@ -26,11 +26,15 @@ def canvas_attention_reference(
     v_new: torch.Tensor,
     new_len: torch.Tensor,
     scale: float,
+    ctx_rows: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """q [B, H, C, D]; k/v_ctx [B, Hkv, T, D] valid up to ctx_len[b]; k/v_new [B, Hkv, C, D] valid up to new_len[b].
+    """q [B, H, C, D]; k/v_ctx [S, Hkv, T, D] valid up to ctx_len[b] in row ctx_rows[b] (row b when None);
+    k/v_new [B, Hkv, C, D] valid up to new_len[b].
 
     Every query attends to all valid keys of its row (no causal mask). Returns [B, H, C, D].
     """
+    if ctx_rows is not None:
+        k_ctx, v_ctx = k_ctx.index_select(0, ctx_rows), v_ctx.index_select(0, ctx_rows)
     keys = torch.cat([k_ctx, k_new], dim=2).float()
     values = torch.cat([v_ctx, v_new], dim=2).float()
     idx_ctx = torch.arange(k_ctx.shape[2], device=q.device)
@@ -69,13 +73,13 @@ def _attend_block(
 
 @triton_jit
 def _canvas_attention_kernel(
-    q_ptr, k_ctx_ptr, v_ctx_ptr, ctx_len_ptr, k_new_ptr, v_new_ptr, new_len_ptr, out_ptr,
+    q_ptr, k_ctx_ptr, v_ctx_ptr, ctx_len_ptr, ctx_rows_ptr, k_new_ptr, v_new_ptr, new_len_ptr, out_ptr,
     part_ptr, lse_ptr,
     n_batch, n_kv_heads, group, n_canvas, ctx_capacity, qk_scale,
     sq_b, sq_h, sq_c, skc_b, skc_h, skc_t, svc_b, svc_h, svc_t,
     skn_b, skn_h, skn_c, svn_b, svn_h, svn_c, so_b, so_h, so_c,
     HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-    SPLIT: tl.constexpr, PRECISION: tl.constexpr,
+    SPLIT: tl.constexpr, PRECISION: tl.constexpr, HAS_ROWS: tl.constexpr,
 ):
     # Program = (query block, batch x kv head, context split). The query block's rows are (query head of the
     # group, canvas position) pairs flattened, so K/V of a kv head are loaded once for its whole group.
@@ -101,8 +105,13 @@ def _canvas_attention_kernel(
 
     # Lengths past the buffers count as the whole buffer, as in the reference.
     ctx_len = tl.minimum(tl.load(ctx_len_ptr + b).to(tl.int32), ctx_capacity)
-    k_base = k_ctx_ptr + b * skc_b + kv_head * skc_h
-    v_base = v_ctx_ptr + b * svc_b + kv_head * svc_h
+    # The context may live in a slot of a shared cache: row b reads slot ctx_rows[b].
+    if HAS_ROWS:
+        slot = tl.load(ctx_rows_ptr + b).to(tl.int64)
+    else:
+        slot = b
+    k_base = k_ctx_ptr + slot * skc_b + kv_head * skc_h
+    v_base = v_ctx_ptr + slot * svc_b + kv_head * svc_h
     for start in range(split * BLOCK_N, ctx_len, tl.num_programs(2) * BLOCK_N):
         acc, m_i, l_i = _attend_block(
             q, acc, m_i, l_i, k_base, v_base, skc_t, start, ctx_len, qk_scale, dims, BLOCK_N, PRECISION
@@ -184,6 +193,7 @@ def canvas_attention_triton(
     v_new: torch.Tensor,
     new_len: torch.Tensor,
     scale: float,
+    ctx_rows: torch.Tensor | None = None,
     out: torch.Tensor | None = None,
     num_splits: int | None = None,
 ) -> torch.Tensor:
@@ -219,13 +229,14 @@ def canvas_attention_triton(
         part = lse = out
     precision = "ieee" if q.dtype == torch.float32 else "tf32"
     _canvas_attention_kernel[(m_blocks, n_batch * n_kv_heads, splits)](
-        q, k_ctx, v_ctx, ctx_len, k_new, v_new, new_len, out, part, lse,
+        q, k_ctx, v_ctx, ctx_len, ctx_len if ctx_rows is None else ctx_rows, k_new, v_new, new_len, out, part, lse,
         n_batch, n_kv_heads, group, n_canvas, ctx_capacity, scale * _LOG2_E,
         q.stride(0), q.stride(1), q.stride(2),
         k_ctx.stride(0), k_ctx.stride(1), k_ctx.stride(2), v_ctx.stride(0), v_ctx.stride(1), v_ctx.stride(2),
         k_new.stride(0), k_new.stride(1), k_new.stride(2), v_new.stride(0), v_new.stride(1), v_new.stride(2),
         out.stride(0), out.stride(1), out.stride(2),
         HEAD_DIM=head_dim, BLOCK_M=block_m, BLOCK_N=_BLOCK_N, SPLIT=splits > 1, PRECISION=precision,
+        HAS_ROWS=ctx_rows is not None,
         # Four warps spill registers at head_dim 128 on sm_90 (ptxas -v); eight do not.
         num_warps=8 if head_dim >= 128 else 4, num_stages=2,
     )
@@ -247,8 +258,9 @@ def canvas_attention(
     v_new: torch.Tensor,
     new_len: torch.Tensor,
     scale: float,
+    ctx_rows: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Dispatch: Triton on CUDA, the reference elsewhere."""
     if use_triton(q):
-        return canvas_attention_triton(q, k_ctx, v_ctx, ctx_len, k_new, v_new, new_len, scale)
-    return canvas_attention_reference(q, k_ctx, v_ctx, ctx_len, k_new, v_new, new_len, scale)
+        return canvas_attention_triton(q, k_ctx, v_ctx, ctx_len, k_new, v_new, new_len, scale, ctx_rows)
+    return canvas_attention_reference(q, k_ctx, v_ctx, ctx_len, k_new, v_new, new_len, scale, ctx_rows)

@@ -168,6 +168,25 @@ def test_canvas_attention(
     torch.testing.assert_close(got, ref)
 
 
+@pytest.mark.parametrize("splits", [1, 3])
+def test_canvas_attention_reads_each_rows_context_slot(poisoned: None, splits: int) -> None:
+    """The engine keeps every request's context in a slot of one cache; rows name their slot (two may share)."""
+    slots, batch, canvas, n_heads, n_kv_heads, head_dim, capacity = 4, 3, 6, 4, 2, 16, 90
+    q = torch.randn(batch, n_heads, canvas, head_dim)
+    k_cache, v_cache = torch.randn(2, slots, n_kv_heads, capacity, head_dim).unbind(0)
+    k_new, v_new = torch.randn(2, batch, n_kv_heads, canvas, head_dim).unbind(0)
+    rows, ctx_len, new_len = torch.tensor([2, 0, 2]), torch.tensor([90, 13, 40]), torch.tensor([6, 3, 1])
+    got = attention.canvas_attention_triton(
+        q, k_cache, v_cache, ctx_len, k_new, v_new, new_len, 0.3, ctx_rows=rows, num_splits=splits
+    )
+    gathered = attention.canvas_attention_reference(
+        q, k_cache[rows], v_cache[rows], ctx_len, k_new, v_new, new_len, 0.3
+    )
+    torch.testing.assert_close(got, gathered)
+    by_rows = attention.canvas_attention_reference(q, k_cache, v_cache, ctx_len, k_new, v_new, new_len, 0.3, rows)
+    torch.testing.assert_close(by_rows, gathered)
+
+
 def test_canvas_attention_without_a_context(poisoned: None) -> None:
     """The engine's first window has an empty context: [B, Hkv, 0, D] slices."""
     batch, canvas, n_heads, n_kv_heads, head_dim = 2, 9, 7, 1, 16

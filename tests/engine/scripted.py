@@ -40,7 +40,8 @@ class ScriptedModel(torch.nn.Module):
             row[token] = math.log(p)
         return row
 
-    def forward_window(self, ids, positions=None, past=None, past_len=None, window_len=None, causal=False):
+    def forward_window(self, ids, positions=None, past=None, past_len=None, window_len=None, causal=False,
+                       past_rows=None):
         if positions is None:
             positions = torch.arange(ids.shape[1]).expand(ids.shape[0], -1)
         self.window_calls.append(int(ids.shape[1]))

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 
 import pytest
 import torch
 
 from mercury_lsp.engine.checkpoint import load_checkpoint
-from mercury_lsp.engine.infill import EngineSettings, InfillEngine, InfillRequest
-from mercury_lsp.engine.sampler import canvas_completion, denoise_step
+from mercury_lsp.engine.infill import EngineSettings, InfillEngine, InfillRequest, Job
+from mercury_lsp.engine.sampler import DONE, denoise
 
 SOURCE = "".join(f"def f{i}(x):\n    return x * {i} + total\n\n" for i in range(12))
 
@@ -30,17 +30,39 @@ def test_typing_one_more_character_reuses_the_prefix_exactly(tiny_checkpoint):
     assert reused.text == cold.text
 
 
-def _started_job(engine: InfillEngine):
+def _started_job(engine: InfillEngine) -> Job:
     jobs = engine.start(InfillRequest(prefix=SOURCE + "    return ", suffix="\n\nprint(1)\n", max_tokens=12))
     return jobs[0]
+
+
+def _canvas(engine: InfillEngine, job: Job) -> list[int]:
+    return engine.canvases.ids[job.slot, : job.length].tolist()
+
+
+def _cached_logits(engine: InfillEngine, job: Job) -> torch.Tensor:
+    """The step's logits over the slot's cached context, at the canvas's own width."""
+    rows = torch.tensor([job.slot])
+    span = engine._context_length(job)
+    return engine.canvas_step._logits(rows, job.length, span, (job.slot, job.slot + 1))[0]
+
+
+def _recomputed_logits(engine: InfillEngine, job: Job) -> torch.Tensor:
+    """Logits of a full recompute of tail + canvas + suffix, done in a spare slot so the job's context stays."""
+    spare = engine._free_slots.pop()
+    try:
+        engine.context.copy_slot(job.slot, spare, job.chunk_len)
+        engine.canvases.ids[spare] = engine.canvases.ids[job.slot]
+        return engine._group_forward(dataclasses.replace(job, slot=spare), _canvas(engine, job))
+    finally:
+        engine._free_slots.append(spare)
 
 
 def test_cached_step_equals_full_recompute_right_after_a_refresh(tiny_checkpoint):
     engine = engine_for(tiny_checkpoint)
     job = _started_job(engine)
     for _ in range(3):  # several steps, each compared on the same canvas
-        full = engine._group_forward(job)  # recomputes tail + canvas + suffix and refreshes the context
-        cached = engine._canvas_logits([job])[0, : job.canvas.length]
+        full = engine._group_forward(job, _canvas(engine, job))  # refreshes the slot's context
+        cached = _cached_logits(engine, job)
         assert torch.allclose(cached, full, atol=1e-4), (cached - full).abs().max()
         engine.step([job])
         if job.done:
@@ -54,10 +76,10 @@ def test_stale_context_predictions_mostly_agree_with_recomputation(tiny_checkpoi
     for _ in range(4):
         if job.done:
             break
-        cached = engine._canvas_logits([job])[0, : job.canvas.length].argmax(-1)
-        full = engine._group_forward(copy.copy(job)).argmax(-1)
+        cached = _cached_logits(engine, job).argmax(-1)
+        full = _recomputed_logits(engine, job).argmax(-1)
         agree += int((cached == full).sum())
-        total += job.canvas.length
+        total += job.length
         engine.step([job])
     assert total and agree / total >= 0.8
 
@@ -67,11 +89,14 @@ def test_refresh_every_step_matches_a_hand_written_uncached_loop(tiny_checkpoint
     every_step = engine_for(tiny_checkpoint, refresh_every=1).infill(request)
 
     engine = engine_for(tiny_checkpoint)
-    job = engine.start(request)[0]
-    while not job.done:  # every step recomputes tail, canvas and suffix: nothing cached but exact prefix chunks
-        denoise_step(engine.vocab, [job.canvas], engine._group_forward(job)[None].float())
-    assert canvas_completion(engine.vocab, job.canvas).text == every_step.text
-    assert job.canvas.steps_done == every_step.steps
+    job = engine.start(request)[0]  # its first step is a full recompute already
+    steps, done = 1, job.done
+    while not done:  # every step recomputes tail, canvas and suffix: nothing cached but exact prefix chunks
+        logits = engine._group_forward(job, _canvas(engine, job))[None].float()
+        done = int(denoise(engine.canvases, engine.tables, torch.tensor([job.slot]), logits)[0]) == DONE
+        steps += 1
+    assert engine._completion(job).text == every_step.text
+    assert steps == every_step.steps
 
 
 def test_context_fits_the_positions_the_model_was_trained_on(tmp_path):

@@ -11,7 +11,18 @@ import torch
 from mercury_lsp.engine.checkpoint import LoadedModel, load_vocabulary
 from mercury_lsp.engine.healing import encode_prefix, heal_prefix
 from mercury_lsp.engine.infill import InfillEngine, InfillRequest
-from mercury_lsp.engine.sampler import canvas_completion, denoise_step, new_canvas
+from mercury_lsp.engine.sampler import (
+    DONE,
+    HOST_WORK,
+    RUNNING,
+    CanvasSlots,
+    CanvasSpec,
+    VocabTables,
+    denoise,
+    expand_and_delete,
+    reset_slot,
+    slot_completion,
+)
 from mercury_lsp.engine.vocab import Vocabulary
 from mercury_lsp.models import BUNDLED_MODEL
 
@@ -121,12 +132,13 @@ def test_draft_and_refine_remasks_weak_tokens_and_repredicts_them(vocab):
     assert refined.steps > plain.steps  # the refinement steps ran
 
 
-def _canvas(vocab, ids, masked, mode="expand"):
-    canvas = new_canvas(vocab, len(ids), torch.device("cpu"), mode=mode, max_length=8, threshold=0.9,
-                        temperature=0.0, steps=8, seed=0)
-    canvas.ids = torch.tensor(ids)
-    canvas.masked = torch.tensor(masked)
-    return canvas
+def _slots(vocab, length, mode="expand", max_length=8, steps=8):
+    """One canvas of masks in slot 0 of a fresh slot table (slot 1 is scratch)."""
+    tables = VocabTables(vocab, vocab.size, torch.device("cpu"))
+    slots = CanvasSlots.allocate(2, 8, vocab.size, torch.device("cpu"))
+    spec = CanvasSpec(length, max_length, mode, 0.9, steps, False, b"", None, False)
+    reset_slot(slots, tables, vocab, 0, spec)
+    return slots, tables
 
 
 def _logits_for(vocab, picks: list[int], width: int) -> torch.Tensor:
@@ -136,39 +148,43 @@ def _logits_for(vocab, picks: list[int], width: int) -> torch.Tensor:
     return logits
 
 
+ROW = torch.tensor([0])
+
+
 def test_expand_turns_one_mask_into_two_and_eos_deletes(vocab):
     expand_vocab = dataclasses.replace(vocab, expand_id=vocab.tokenizer.token_to_id("<|expand|>"),
                                        delete_id=vocab.tokenizer.token_to_id("<|delete|>"))
     a, b = vocab.encode("a")[0], vocab.encode("b")[0]
     m = vocab.mask_id
-    canvas = _canvas(expand_vocab, [m, m, m], [True, True, True])
-    denoise_step(expand_vocab, [canvas], _logits_for(vocab, [a, expand_vocab.expand_id, vocab.eos_id], 3))
+    slots, tables = _slots(expand_vocab, 3)
+    status = denoise(slots, tables, ROW, _logits_for(vocab, [a, expand_vocab.expand_id, vocab.eos_id], 3))
+    assert status.tolist() == [HOST_WORK]  # the length changes: the host rebuilds the canvas
+    length, expansions_left = expand_and_delete(slots, tables, 0, expansions_left=8 - 3, max_length=8)
     # a stays, expand became two masks, end-of-text deleted its position.
-    assert canvas.ids.tolist() == [a, m, m] and canvas.masked.tolist() == [False, True, True]
-    assert canvas.needs_refresh and canvas.expansions_left == 8 - 3 - 1
-    denoise_step(expand_vocab, [canvas], _logits_for(vocab, [a, b, b], 3))
-    assert canvas.done and canvas_completion(expand_vocab, canvas).text == "abb"
+    assert slots.ids[0, :length].tolist() == [a, m, m] and slots.masked[0, :length].tolist() == [False, True, True]
+    assert expansions_left == 8 - 3 - 1
+    status = denoise(slots, tables, ROW, _logits_for(vocab, [a, b, b], 3))
+    assert status.tolist() == [DONE]
+    assert slot_completion(expand_vocab, slots, 0, "expand", b"", False).text == "abb"
 
 
 def test_expand_stops_at_the_length_budget(vocab):
     expand_vocab = dataclasses.replace(vocab, expand_id=vocab.tokenizer.token_to_id("<|expand|>"))
-    canvas = _canvas(expand_vocab, [vocab.mask_id] * 8, [True] * 8)
+    slots, tables = _slots(expand_vocab, 8)
     logits = _logits_for(vocab, [expand_vocab.expand_id] * 8, 8)
     logits[0, :, vocab.encode("a")[0]] = 5.0  # the runner-up everywhere
-    denoise_step(expand_vocab, [canvas], logits)
-    assert canvas.length == 8  # already at max_length: expand was not allowed
-    assert expand_vocab.expand_id not in canvas.ids.tolist()
+    denoise(slots, tables, ROW, logits)
+    assert int(slots.length[0]) == 8  # already at max_length: expand was not allowed
+    assert expand_vocab.expand_id not in slots.ids[0].tolist()
 
 
 def test_commits_at_least_enough_per_step_to_meet_the_budget(vocab):
-    canvas = _canvas(vocab, [vocab.mask_id] * 8, [True] * 8, mode="filler")
-    canvas.steps_budget = 2
+    slots, tables = _slots(vocab, 8, mode="filler", steps=2)
     logits = torch.zeros(1, 8, vocab.size)
     logits[0, :, vocab.encode("a")[0]] = 1.0  # content is favoured, but nothing is confident
-    denoise_step(vocab, [canvas], logits)
-    assert int((~canvas.masked).sum()) == 4
-    denoise_step(vocab, [canvas], logits)
-    assert canvas.done
+    assert denoise(slots, tables, ROW, logits).tolist() == [RUNNING]
+    assert int((~slots.masked[0]).sum()) == 4
+    assert denoise(slots, tables, ROW, logits).tolist() == [DONE]
 
 
 def test_a_fixed_seed_gives_identical_output(tiny_checkpoint):

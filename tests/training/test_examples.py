@@ -33,11 +33,12 @@ def test_parts_match_what_the_engine_sees(vocab: Vocabulary) -> None:
         job = engine.start(InfillRequest(TEXT[:a], TEXT[b:], max_tokens=16, length_mode="filler"))[0]
         assert job.prefix_ids == prefix_ids
         assert job.suffix_ids == suffix_ids
-        assert job.canvas.length == canvas_len
+        assert job.length == canvas_len
         # The target spells the healed bytes, then the hole, and starts with a token the engine allows.
-        assert vocab.token_bytes_of(target) == job.canvas.heal + TEXT[a:b].encode()
-        if job.canvas.first_allowed is not None:
-            assert target[0] in job.canvas.first_allowed.tolist()
+        assert vocab.token_bytes_of(target) == job.spec.heal + TEXT[a:b].encode()
+        if job.spec.first_allowed is not None:
+            assert target[0] in job.spec.first_allowed.tolist()
+        engine.release([job])
 
 
 def test_a_long_hole_is_cut_to_the_canvas(vocab: Vocabulary) -> None:

@@ -1,0 +1,47 @@
+"""The static step gives the tokens the engine gave before it: requests of every kind on committed tiny
+checkpoints (Dream layout, DreamOn-style expand/delete, LLaDA), against texts recorded from the previous engine
+(`tests/data/golden_engine/expected.json`), served alone and all stepped together."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from mercury_lsp.engine.checkpoint import load_checkpoint
+from mercury_lsp.engine.infill import EngineSettings, InfillEngine
+from mercury_lsp.infill_api import InfillRequest
+
+GOLDEN = Path(__file__).parents[1] / "data" / "golden_engine"
+EXPECTED = json.loads((GOLDEN / "expected.json").read_text())
+
+
+@pytest.fixture(scope="module", params=sorted(EXPECTED))
+def case(request):
+    loaded = load_checkpoint(GOLDEN / request.param, device="cpu")
+    return loaded, EXPECTED[request.param]
+
+
+def test_each_request_alone_gives_the_recorded_texts(case):
+    loaded, rows = case
+    engine = InfillEngine(loaded)
+    for row in rows:
+        result = engine.infill(InfillRequest(**row["request"]))
+        assert [c.text for c in result.completions] == row["texts"], row["request"]
+        assert result.steps == row["steps"], row["request"]
+    assert engine.slots_in_use == 0
+
+
+def test_all_requests_stepped_together_give_the_recorded_texts(case):
+    loaded, rows = case
+    engine = InfillEngine(loaded, EngineSettings(max_batch=32))
+    groups = [engine.start(InfillRequest(**row["request"])) for row in rows]
+    everything = [job for group in groups for job in group]
+    while not all(job.done for job in everything):
+        engine.step(everything)
+    for group, row in zip(groups, rows):
+        assert [c.text for c in engine.result(group, time.perf_counter()).completions] == row["texts"], row["request"]
+        engine.release(group)
+    assert engine.slots_in_use == 0

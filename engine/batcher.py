@@ -73,7 +73,8 @@ class Batcher:
     """Owns the model and the only thread that touches it."""
 
     def __init__(self, model_path: Path, device: str, metrics: EngineMetrics, max_batch: int = 16,
-                 max_queue: int = 64, threads: int = 0, engine_options: dict[str, Any] | None = None) -> None:
+                 max_queue: int = 64, threads: int = 0, engine_options: dict[str, Any] | None = None,
+                 loaded: Any = None) -> None:
         self.model_path = model_path
         self.device = device
         self.metrics = metrics
@@ -81,6 +82,7 @@ class Batcher:
         self.max_queue = max_queue
         self.threads = threads
         self.engine_options = engine_options or {}  # EngineSettings fields (cuda_graphs, confidence, ...)
+        self._loaded = loaded  # a LoadedModel built in memory (benchmarks), instead of reading model_path
         self.state = "loading"  # then "warming" (CUDA graph capture), "ok", or "error"
         self.message: str | None = None
         self.model_name = model_path.name
@@ -173,7 +175,7 @@ class Batcher:
             if self.threads:
                 torch.set_num_threads(self.threads)
             started = time.perf_counter()
-            loaded = load_checkpoint(self.model_path, device=self.device)
+            loaded = self._loaded or load_checkpoint(self.model_path, device=self.device)
             self._engine = InfillEngine(loaded, EngineSettings(max_batch=self.max_batch, **self.engine_options))
             self.model_name, self.device_name = loaded.name, str(loaded.device)
             self.state = "warming"

@@ -83,7 +83,7 @@ class PrefixCache:
 
     def encode_into(self, ids: list[int], slot: int) -> None:
         """Keys/values for `ids` (a multiple of the chunk size) in positions [0, len(ids)) of a slot, reusing the
-        longest cached match; each new chunk attends to the slot's keys before it (no copies grow with length)."""
+        longest cached match."""
         key = tuple(ids)
         reuse, reused_kv = 0, None
         for cached, kv in self.entries.items():
@@ -93,14 +93,15 @@ class PrefixCache:
         for k, v, (cached_k, cached_v) in zip(self.slots.k, self.slots.v, reused_kv or []):
             k[slot, :, :reuse] = cached_k[:, :reuse]
             v[slot, :, :reuse] = cached_v[:, :reuse]
-        device = self.slots.length.device
-        for start in range(reuse, len(ids), self.chunk_size):
-            chunk = torch.tensor([ids[start : start + self.chunk_size]], device=device)
-            positions = torch.arange(start, start + chunk.shape[1], device=device)[None]
-            past = self.slots.layers(slot, slot + 1, start) if start else None
-            past_len = torch.tensor([start], device=device) if start else None
-            _, kv = self.model.forward_window(chunk, positions, past=past, past_len=past_len)
-            self.slots.write(slot, start, kv)
+        if reuse < len(ids):
+            # Every new chunk in one forward, each attending to the chunks before it and itself: the same keys
+            # and values as encoding them one by one, at one launch sequence's cost.
+            device = self.slots.length.device
+            chunks = torch.tensor([ids[reuse:]], device=device)
+            positions = torch.arange(reuse, len(ids), device=device)[None]
+            past = self.slots.layers(slot, slot + 1, reuse) if reuse else None
+            _, kv = self.model.forward_window(chunks, positions, past=past, block=self.chunk_size)
+            self.slots.write(slot, reuse, kv)
         self.tokens_reused += reuse
         self.tokens_computed += len(ids) - reuse
         if not ids:
@@ -109,6 +110,35 @@ class PrefixCache:
             self.entries[key] = [(k[slot, :, : len(ids)].clone(), v[slot, :, : len(ids)].clone())
                                  for k, v in zip(self.slots.k, self.slots.v)]
         self.entries.move_to_end(key)
+        while len(self.entries) > self.max_entries:
+            self.entries.popitem(last=False)
+
+
+class SuffixCache:
+    """An LRU of suffix keys/values from first steps, for the next keystroke at the same place.
+
+    Typing changes the prefix, never the suffix: the suffix's keys/values from the previous request's first step
+    (computed over an all-mask canvas of the same length, the prefix one keystroke shorter) are reused, rotated
+    to their new positions, instead of recomputing the suffix (a quarter of the context) on every keystroke. An
+    approximation, like the prefix chunks that do not see the suffix; `EngineSettings.reuse_suffix` turns it off.
+    """
+
+    def __init__(self, max_entries: int = 8) -> None:
+        self.max_entries = max_entries
+        self.entries: OrderedDict[tuple, tuple[int, list[LayerKV]]] = OrderedDict()
+        self.hits = 0
+
+    def get(self, suffix_ids: list[int], canvas_length: int) -> tuple[int, list[LayerKV]] | None:
+        """(the position the suffix started at, per-layer keys/values [Hkv, n, D]) or None."""
+        entry = self.entries.get((tuple(suffix_ids), canvas_length))
+        if entry is not None:
+            self.entries.move_to_end((tuple(suffix_ids), canvas_length))
+            self.hits += 1
+        return entry
+
+    def put(self, suffix_ids: list[int], canvas_length: int, start: int, kv: list[LayerKV]) -> None:
+        self.entries[(tuple(suffix_ids), canvas_length)] = (start, [(k.clone(), v.clone()) for k, v in kv])
+        self.entries.move_to_end((tuple(suffix_ids), canvas_length))
         while len(self.entries) > self.max_entries:
             self.entries.popitem(last=False)
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import torch
 
 from mercury_lsp.engine.checkpoint import LoadedModel
-from mercury_lsp.engine.context_cache import ContextSlots, PrefixCache
+from mercury_lsp.engine.context_cache import ContextSlots, PrefixCache, SuffixCache
 from mercury_lsp.engine.errors import InfillError
 from mercury_lsp.engine.healing import encode_prefix, heal_prefix
 from mercury_lsp.engine.sampler import (
@@ -60,6 +60,7 @@ class EngineSettings:
     chunk_size: int = 64  # prefix chunk for exact key/value reuse across requests
     prefix_cache_entries: int = 8
     refresh_every: int = 0  # recompute tail/suffix keys/values every N steps (0 = only when the canvas changes length)
+    reuse_suffix: bool = True  # first steps reuse the previous keystroke's suffix keys/values (SuffixCache)
     expand_initial: int = 8  # starting canvas length in expand/delete mode
     candidate_temperature: float = 0.8  # for candidates after the first when the request is greedy
     threshold: float = 0.9  # commit threshold when a request names none
@@ -150,6 +151,7 @@ class InfillEngine:
         self.canvases = CanvasSlots.allocate(s.max_batch + 1, MAX_CANVAS + 1, config.vocab_size, self.device)
         self.tables = VocabTables(self.vocab, config.vocab_size, self.device)
         self.prefix_cache = PrefixCache(self.model, self.context, s.chunk_size, s.prefix_cache_entries)
+        self.suffix_cache = SuffixCache(s.prefix_cache_entries)
         self.canvas_step = CanvasStep(self.model, self.context, self.canvases, self.tables, s.max_batch,
                                       s.confidence, graphs=s.cuda_graphs)
         self._free_slots = list(range(s.max_batch))
@@ -373,27 +375,43 @@ class InfillEngine:
 
     def _group_forward(self, job: Job, canvas: list[int]) -> torch.Tensor:
         """Forward of [prefix tail, canvas, suffix] over the slot's prefix chunks; keeps the tail and suffix keys
-        and values in the slot and returns the canvas logits [C, V]."""
-        chunk_len, device = job.chunk_len, self.device
+        and values in the slot and returns the canvas logits [C, V].
+
+        On a first step whose suffix the previous keystroke computed, the suffix's keys/values are reused
+        (rotated to their positions) and only [tail, canvas] runs."""
+        chunk_len, device, slot = job.chunk_len, self.device, job.slot
         tail = job.prefix_ids[chunk_len:]
         start, length, suffix = len(job.prefix_ids), job.length, job.suffix_ids
-        ids = torch.tensor([tail + canvas + suffix], device=device)
-        positions = torch.cat([
-            torch.arange(chunk_len, start, device=device),
-            torch.arange(start, start + length, device=device),
-            torch.arange(start + length, start + length + len(suffix), device=device),
-        ])[None]
-        past = self.context.layers(job.slot, job.slot + 1, chunk_len) if chunk_len else None
-        past_len = torch.tensor([chunk_len], device=device) if chunk_len else None
-        hidden, kv = self.model.forward_window(ids, positions, past=past, past_len=past_len)
-        # The lead token (last prefix token) is recomputed with the canvas at each step, so it leaves the context.
         n_tail = len(tail)
-        keep_tail = n_tail - (1 if job.lead is not None else 0)
-        self.context.write(job.slot, chunk_len, kv, 0, keep_tail)
-        self.context.write(job.slot, chunk_len + keep_tail, kv, n_tail + length, n_tail + length + len(suffix))
-        self.context.set_window(job.slot, self._context_length(job), start, job.lead)
+        keep_tail = n_tail - (1 if job.lead is not None else 0)  # the lead is recomputed with the canvas
+        first_step = job.steps_done == 0
+        reused = self.suffix_cache.get(suffix, length) if (first_step and suffix and self.settings.reuse_suffix) else None
+        if reused is not None:
+            was_at, suffix_kv = reused
+            for k, v, (cached_k, cached_v) in zip(self.context.k, self.context.v, suffix_kv):
+                k[slot, :, chunk_len : chunk_len + len(suffix)] = self.model.rotate_keys(cached_k, start + length - was_at)
+                v[slot, :, chunk_len : chunk_len + len(suffix)] = cached_v
+            past_len = chunk_len + len(suffix)
+            ids = torch.tensor([tail + canvas], device=device)
+            positions = torch.arange(chunk_len, start + length, device=device)[None]
+            past = self.context.layers(slot, slot + 1, past_len)
+            hidden, kv = self.model.forward_window(ids, positions, past=past,
+                                                   past_len=torch.tensor([past_len], device=device))
+            self.context.write(slot, past_len, kv, 0, keep_tail)
+        else:
+            ids = torch.tensor([tail + canvas + suffix], device=device)
+            positions = torch.arange(chunk_len, start + length + len(suffix), device=device)[None]
+            past = self.context.layers(slot, slot + 1, chunk_len) if chunk_len else None
+            past_len = torch.tensor([chunk_len], device=device) if chunk_len else None
+            hidden, kv = self.model.forward_window(ids, positions, past=past, past_len=past_len)
+            self.context.write(slot, chunk_len, kv, 0, keep_tail)
+            self.context.write(slot, chunk_len + keep_tail, kv, n_tail + length, n_tail + length + len(suffix))
+            if first_step and suffix and self.settings.reuse_suffix:
+                at = n_tail + length
+                self.suffix_cache.put(suffix, length, start + length,
+                                      [(k[0, :, at : at + len(suffix)], v[0, :, at : at + len(suffix)]) for k, v in kv])
+        self.context.set_window(slot, self._context_length(job), start, job.lead)
         read = torch.arange(length, device=device) + n_tail
         if self.model.config.shifted:
             read = (read - 1).clamp(min=0)  # no prefix at all: position 0 reads its own output (Dream)
         return self.model.logits(hidden[0, read])
-

@@ -124,7 +124,7 @@ class Attention(nn.Module):
         past: LayerKV | None,
         past_len: torch.Tensor | None,
         window_len: torch.Tensor | None,
-        causal: bool,
+        block: int,
         past_rows: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, LayerKV]:
         b, length, _ = x.shape
@@ -133,11 +133,11 @@ class Attention(nn.Module):
         q, k, v = qkv.split([n_q, n_kv, n_kv], dim=2)
         apply_rope(q, k, cos, sin)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2).contiguous(), v.transpose(1, 2).contiguous()
-        if past is None and not causal and window_len is None:
+        if block:
+            out = self._blockwise(q, k, v, past, block)
+        elif past is None and window_len is None:
             # Whole-sequence bidirectional pass (training, parity): SDPA picks flash attention on GPU.
             out = F.scaled_dot_product_attention(q, k, v, scale=self.scale, enable_gqa=True)
-        elif causal:
-            out = self._causal(q, k, v, past)
         else:
             if past is None:
                 past = (k[:, :, :0], v[:, :, :0])
@@ -148,15 +148,20 @@ class Attention(nn.Module):
         out = out.transpose(1, 2).reshape(b, length, n_q * self.head_dim)
         return self.o_proj(out), (k, v)
 
-    def _causal(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, past: LayerKV | None) -> torch.Tensor:
-        """Causal attention of the window over all past keys and the window's earlier keys."""
+    def _blockwise(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, past: LayerKV | None,
+                   block: int) -> torch.Tensor:
+        """Window tokens attend to every past key and to the window keys of their own block and earlier blocks
+        (block 1 is causal attention)."""
         length = q.shape[2]
+        if past is None and block == 1:
+            return F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=self.scale, enable_gqa=True)
         offset = 0 if past is None else past[0].shape[2]
         if past is not None:
             k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
-        if length == 1:
-            return F.scaled_dot_product_attention(q, k, v, scale=self.scale, enable_gqa=True)
-        allowed = torch.ones(length, offset + length, dtype=torch.bool, device=q.device).tril(offset)
+        blocks = torch.arange(length, device=q.device) // block
+        allowed = torch.cat([
+            torch.ones(length, offset, dtype=torch.bool, device=q.device), blocks[None, :] <= blocks[:, None],
+        ], dim=1)
         return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, scale=self.scale, enable_gqa=True)
 
 
@@ -190,11 +195,11 @@ class TransformerBlock(nn.Module):
         past: LayerKV | None,
         past_len: torch.Tensor | None,
         window_len: torch.Tensor | None,
-        causal: bool,
+        block: int,
         past_rows: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, LayerKV]:
         h, residual = self.input_layernorm(x, residual)
-        attn, kv = self.self_attn(h, cos, sin, past, past_len, window_len, causal, past_rows)
+        attn, kv = self.self_attn(h, cos, sin, past, past_len, window_len, block, past_rows)
         h, residual = self.post_attention_layernorm(attn, residual)
         return self.mlp(h), residual, kv
 
@@ -225,14 +230,18 @@ class Transformer(nn.Module):
         window_len: torch.Tensor | None = None,
         causal: bool = False,
         past_rows: torch.Tensor | None = None,
+        block: int = 0,
     ) -> tuple[torch.Tensor, list[LayerKV]]:
         """Run a window of tokens [B, L] over optional cached keys/values; return final hidden states and the
         window's own keys/values per layer.
 
         Bidirectional by default: every window token sees all valid past keys (past_len[b] of them) and all valid
         window keys (window_len[b]). `past_rows[b]` names the row of `past` that window row b reads (a slot of a
-        shared cache). With causal=True it is the autoregressive model (past fully valid).
+        shared cache). With `block` > 0 window tokens see every past key (all valid) and the window keys of
+        their own block of `block` tokens and earlier blocks: the prefix chunks' pattern; causal=True is block 1,
+        the autoregressive model.
         """
+        block = 1 if causal else block
         if positions is None:
             positions = torch.arange(ids.shape[1], device=ids.device).expand(ids.shape[0], -1)
         cos, sin = self.rope_tables(positions)
@@ -240,10 +249,19 @@ class Transformer(nn.Module):
         new_kv: list[LayerKV] = []
         for i, layer in enumerate(self.layers):
             layer_past = None if past is None else past[i]
-            x, residual, kv = layer(x, residual, cos, sin, layer_past, past_len, window_len, causal, past_rows)
+            x, residual, kv = layer(x, residual, cos, sin, layer_past, past_len, window_len, block, past_rows)
             new_kv.append(kv)
         hidden, _ = self.norm(x, residual)
         return hidden, new_kv
+
+    def rotate_keys(self, keys: torch.Tensor, shift: int) -> torch.Tensor:
+        """Keys [..., T, D] rotated as if each sat `shift` positions later: RoPE rotations compose, so cached keys
+        move to new positions without recomputation (the YaRN factor is in them already, and stays once)."""
+        angles = shift * self.inv_freq.to(keys.device, torch.float32)
+        cos, sin = angles.cos(), angles.sin()
+        half = keys.shape[-1] // 2
+        x1, x2 = keys[..., :half].float(), keys[..., half:].float()
+        return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1).to(keys.dtype)
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.lm_head(hidden)

@@ -126,3 +126,34 @@ def test_a_prefix_past_the_budget_is_cut_where_typing_does_not_move_the_cut(tiny
         result = engine.infill(InfillRequest(prefix=long_prefix + typed, max_tokens=4))
         assert result.prefix_tokens <= 96
     assert engine.prefix_cache.tokens_computed - computed <= 16  # the chunks before the cursor were reused
+
+
+def test_rotating_cached_keys_equals_computing_them_at_the_new_position(tiny_checkpoint):
+    from mercury_lsp.kernels.rope import rope_reference
+
+    model = load_checkpoint(tiny_checkpoint, device="cpu").model
+    config = model.config
+    keys = torch.randn(1, 5, config.num_kv_heads, config.head_dim)
+    queries = torch.zeros(1, 5, config.num_heads, config.head_dim)
+    at = torch.arange(40, 45)[None]
+    moved = at + 7
+    _, rotated_at = rope_reference(queries.clone(), keys.clone(), *model.rope_tables(at))
+    _, rotated_moved = rope_reference(queries.clone(), keys.clone(), *model.rope_tables(moved))
+    shifted = model.rotate_keys(rotated_at.transpose(1, 2), 7).transpose(1, 2)
+    torch.testing.assert_close(shifted, rotated_moved, atol=1e-5, rtol=1e-5)
+
+
+def test_the_next_keystroke_reuses_the_suffix_and_the_same_request_answers_the_same(tiny_checkpoint):
+    engine = engine_for(tiny_checkpoint)
+    request = InfillRequest(prefix=SOURCE[:300], suffix=SOURCE[300:700], max_tokens=10)
+    first = engine.infill(request)
+    assert engine.suffix_cache.hits == 0
+    again = engine.infill(request)
+    assert engine.suffix_cache.hits == 1
+    assert (again.text, again.steps) == (first.text, first.steps)
+    typed = engine.infill(InfillRequest(prefix=SOURCE[:300] + "x", suffix=SOURCE[300:700], max_tokens=10))
+    assert engine.suffix_cache.hits == 2 and isinstance(typed.text, str)
+    exact = engine_for(tiny_checkpoint, reuse_suffix=False)
+    exact.infill(request)
+    exact.infill(request)
+    assert exact.suffix_cache.hits == 0

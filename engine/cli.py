@@ -46,6 +46,11 @@ def read_source(path: Path) -> str:
         raise UsageError(f"file {path} is not valid UTF-8 (bad byte at offset {exc.start}).") from None
 
 
+def add_confidence_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--confidence", choices=["probability", "margin", "entropy"], default="probability",
+                        help="what the commit threshold applies to (default: the token's probability)")
+
+
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="model folder (default: the bundled model)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
@@ -55,7 +60,8 @@ def cmd_infill(args: argparse.Namespace) -> int:
     import torch
 
     from mercury_lsp.engine.checkpoint import load_checkpoint
-    from mercury_lsp.engine.infill import InfillEngine, InfillRequest
+    from mercury_lsp.engine.infill import EngineSettings, InfillEngine
+    from mercury_lsp.infill_api import InfillRequest
 
     if args.threads < 0:
         raise UsageError(f"--threads must be 0 (torch's default) or more (got {args.threads}).")
@@ -78,7 +84,9 @@ def cmd_infill(args: argparse.Namespace) -> int:
     )
     model_path = resolve_model_path(args.model)
     loaded = load_checkpoint(model_path, device=args.device)
-    engine = InfillEngine(loaded)
+    # One request: capturing the step graphs would cost more than it saves.
+    engine = InfillEngine(loaded, EngineSettings(max_batch=max(args.n, 1), confidence=args.confidence,
+                                                 cuda_graphs=False))
     result = engine.infill(request)
     if args.json:
         out = {
@@ -112,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     infill.add_argument("--single-line", action="store_true")
     infill.add_argument("--length-mode", choices=["auto", "filler", "expand"], default="auto")
     infill.add_argument("--refine", action="store_true", help="draft, then re-predict the least confident tokens")
+    add_confidence_option(infill)
     infill.add_argument("--threads", type=int, default=0, help="CPU threads for torch (default: torch's choice)")
     infill.add_argument("--json", action="store_true")
     infill.set_defaults(func=cmd_infill)

@@ -5,6 +5,7 @@ The canvas then has to start with the bytes already typed; the text returned to 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import torch
@@ -55,6 +56,36 @@ def encode_prefix(vocab: Vocabulary, text: str) -> tuple[list[int], bytes]:
         return ids, b""
     # With nothing held (`\n\n` + `x` is `\n`, `\n`, `x`), heal_prefix heals the probe-split run's last token.
     return kept, held
+
+
+def encode_suffix(vocab: Vocabulary, suffix: str, prefix: str = "") -> tuple[list[int], bytes]:
+    """The suffix's tokens as they tokenize after the word the cursor is in, and its leading bytes that belong to
+    that word's token.
+
+    A cursor inside a word (`pri|nt(x)`) leaves the suffix starting mid-word: tokenized on its own, `nt` is a
+    token the model never saw there. The suffix is tokenized after the prefix's partial word; the bytes that
+    join that word's token (`nt` of `print`) are held back: the canvas writes them as the end of its word, and
+    they are dropped from the returned text (they are in the buffer already)."""
+    ids = vocab.encode(suffix) if suffix else []
+    word = _WORD_END.search(prefix[-64:])
+    if not ids or word is None or not _WORD_START.match(suffix):
+        return ids, b""
+    probe = word.group().encode("utf-8")
+    encoded = suffix.encode("utf-8")
+    consumed = 0
+    tokens = vocab.encode(word.group() + suffix)
+    for i, token in enumerate(tokens):
+        consumed += len(vocab.token_bytes[token])
+        if consumed >= len(probe):
+            held, rest = encoded[: consumed - len(probe)], tokens[i + 1 :]
+            if vocab.token_bytes_of(rest) != encoded[len(held) :]:
+                break  # the word changed later tokens: the plain encoding
+            return rest, held
+    return ids, b""
+
+
+_WORD_END = re.compile(r"\w+$")
+_WORD_START = re.compile(r"\w")
 
 
 def heal_prefix(vocab: Vocabulary, prefix_ids: list[int], held: bytes = b"") -> HealedPrefix:

@@ -18,7 +18,7 @@ import torch
 from mercury_lsp.engine.checkpoint import LoadedModel
 from mercury_lsp.engine.context_cache import ContextSlots, PrefixCache, SuffixCache
 from mercury_lsp.engine.errors import InfillError
-from mercury_lsp.engine.healing import encode_prefix, heal_prefix
+from mercury_lsp.engine.healing import encode_prefix, encode_suffix, heal_prefix
 from mercury_lsp.engine.sampler import (
     DONE,
     HOST_WORK,
@@ -61,6 +61,7 @@ class EngineSettings:
     prefix_cache_entries: int = 8
     refresh_every: int = 0  # recompute tail/suffix keys/values every N steps (0 = only when the canvas changes length)
     reuse_suffix: bool = True  # first steps reuse the previous keystroke's suffix keys/values (SuffixCache)
+    heal_suffix: bool = True  # a cursor inside a word: the suffix tokenizes after the word (encode_suffix)
     expand_initial: int = 8  # starting canvas length in expand/delete mode
     candidate_temperature: float = 0.8  # for candidates after the first when the request is greedy
     threshold: float = 0.9  # commit threshold when a request names none
@@ -75,6 +76,7 @@ class ContextTokens:
     prefix_ids: list[int]  # all tokens before the canvas (after healing: without the healed tail)
     held: bytes  # prefix bytes held back for healing
     suffix_ids: list[int]
+    suffix_held: bytes  # the cursor's word's rest, held back from the suffix: the canvas writes it
     header_tokens: int
     extra_tokens: int
 
@@ -184,7 +186,9 @@ class InfillEngine:
             )
         suffix_budget = min(s.max_suffix_tokens, room // 4 if room < s.max_prefix_tokens + s.max_suffix_tokens else room)
         suffix = request.suffix[: suffix_budget * 16]  # a token is rarely longer than 16 characters
-        suffix_ids = self.vocab.encode(suffix)[:suffix_budget] if suffix and suffix_budget else []
+        word = request.prefix if s.heal_suffix else ""
+        suffix_ids, suffix_held = encode_suffix(self.vocab, suffix, word) if suffix_budget else ([], b"")
+        suffix_ids = suffix_ids[:suffix_budget]
         extra_budget = min(s.max_extra_tokens, (room - len(suffix_ids)) // 3)
         extra = request.extra_context[-extra_budget * 16 :] if extra_budget > 0 else ""
         extra_ids = self.vocab.encode(extra)[-extra_budget:] if extra else []
@@ -196,7 +200,8 @@ class InfillEngine:
             # budget is so small that a chunk would be a large share of it).
             chunk = s.chunk_size if prefix_budget >= 4 * s.chunk_size else 1
             prefix_ids = prefix_ids[math.ceil((len(prefix_ids) - prefix_budget) / chunk) * chunk :]
-        return ContextTokens(extra_ids + header_ids + prefix_ids, held, suffix_ids, len(header_ids), len(extra_ids))
+        return ContextTokens(extra_ids + header_ids + prefix_ids, held, suffix_ids, suffix_held, len(header_ids),
+                             len(extra_ids))
 
     # -- requests ----------------------------------------------------------------------------------------------
     @torch.inference_mode()
@@ -219,7 +224,7 @@ class InfillEngine:
         steps = request.steps or max(1, math.ceil(max_length / 2))
         threshold = request.threshold if request.threshold is not None else self.settings.threshold
         spec = CanvasSpec(length, max_length, mode, float(threshold), steps, request.single_line, healed.heal,
-                          healed.first_allowed, request.refine)
+                          healed.first_allowed, request.refine, context.suffix_held)
         request_id = self._next_request
         self._next_request += 1
         slots = [self._free_slots.pop(0) for _ in range(request.n)]
@@ -311,8 +316,7 @@ class InfillEngine:
     # -- internals -------------------------------------------------------------------------------------------
     def _completion(self, job: Job, settled_only: bool = False) -> Completion:
         spec = job.spec
-        return slot_completion(self.vocab, self.canvases, job.slot, spec.mode, spec.heal, spec.single_line,
-                               settled_only)
+        return slot_completion(self.vocab, self.canvases, job.slot, spec, settled_only)
 
     @staticmethod
     def _context_length(job: Job) -> int:

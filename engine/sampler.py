@@ -101,6 +101,7 @@ class CanvasSpec:
     heal: bytes
     first_allowed: torch.Tensor | None
     refine: bool
+    suffix_held: bytes = b""  # the end of the cursor's word, already in the buffer after the cursor
 
 
 def reset_slot(slots: CanvasSlots, tables: VocabTables, vocab: Vocabulary, slot: int, spec: CanvasSpec) -> None:
@@ -322,13 +323,14 @@ def start_refinement(slots: CanvasSlots, tables: VocabTables, slot: int, fractio
 # -- text ----------------------------------------------------------------------------------------------------
 
 
-def slot_completion(vocab: Vocabulary, slots: CanvasSlots, slot: int, mode: str, heal: bytes, single_line: bool,
+def slot_completion(vocab: Vocabulary, slots: CanvasSlots, slot: int, spec: CanvasSpec,
                     settled_only: bool = False) -> Completion:
     """The text a slot's canvas stands for, its new-token count and each token's confidence span.
 
     Filler ends the text on a fixed canvas; mask, expand and delete stand for nothing; the healed bytes (typed
-    already) are dropped from the first token, which then is not counted as new. With `settled_only`, only the
-    left part whose positions are all committed (for streaming)."""
+    already) are dropped from the first token, which then is not counted as new, and the rest of the cursor's
+    word from the end. With `settled_only`, only the left part whose positions are all committed (streaming)."""
+    mode, heal = spec.mode, spec.heal
     n = int(slots.length[slot])
     ids = slots.ids[slot, :n].tolist()
     scores = slots.confidence[slot, :n].tolist()
@@ -347,6 +349,9 @@ def slot_completion(vocab: Vocabulary, slots: CanvasSlots, slot: int, mode: str,
         pieces[0] = (first[len(heal) :] if first.startswith(heal) else first, p)
         tokens -= 1  # the healed token replaces one the user had typed
     text, spans = text_with_spans(pieces)
-    if single_line and "\n" in text:
+    if spec.single_line and "\n" in text:
         text, spans = cut_spans(text, spans, text.index("\n"))
+    word_rest = spec.suffix_held.decode("utf-8", errors="ignore")
+    if word_rest and not settled_only and text.endswith(word_rest):
+        text, spans = cut_spans(text, spans, len(text) - len(word_rest))
     return Completion(text, tokens, spans)

@@ -1,6 +1,7 @@
 """The static step gives the tokens the engine gave before it: requests of every kind on committed tiny
 checkpoints (Dream layout, DreamOn-style expand/delete, LLaDA), against texts recorded from the previous engine
-(`tests/data/golden_engine/expected.json`), served alone and all stepped together."""
+(`tests/data/golden_engine/expected.json`), served alone and all stepped together. Suffix healing, which
+came later and changes what the model is fed at a cursor inside a word, is off here."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ def case(request):
 
 def test_each_request_alone_gives_the_recorded_texts(case):
     loaded, rows = case
-    engine = InfillEngine(loaded)
+    engine = InfillEngine(loaded, EngineSettings(heal_suffix=False))
     for row in rows:
         result = engine.infill(InfillRequest(**row["request"]))
         assert [c.text for c in result.completions] == row["texts"], row["request"]
@@ -36,7 +37,7 @@ def test_each_request_alone_gives_the_recorded_texts(case):
 
 def test_all_requests_stepped_together_give_the_recorded_texts(case):
     loaded, rows = case
-    engine = InfillEngine(loaded, EngineSettings(max_batch=32))
+    engine = InfillEngine(loaded, EngineSettings(max_batch=32, heal_suffix=False))
     groups = [engine.start(InfillRequest(**row["request"])) for row in rows]
     everything = [job for group in groups for job in group]
     while not all(job.done for job in everything):

@@ -20,6 +20,7 @@ from mercury_lsp.engine.sampler import (
     VocabTables,
     denoise,
     expand_and_delete,
+    measure_confidence,
     reset_slot,
     slot_completion,
 )
@@ -138,7 +139,7 @@ def _slots(vocab, length, mode="expand", max_length=8, steps=8):
     slots = CanvasSlots.allocate(2, 8, vocab.size, torch.device("cpu"))
     spec = CanvasSpec(length, max_length, mode, 0.9, steps, False, b"", None, False)
     reset_slot(slots, tables, vocab, 0, spec)
-    return slots, tables
+    return slots, tables, spec
 
 
 def _logits_for(vocab, picks: list[int], width: int) -> torch.Tensor:
@@ -156,7 +157,7 @@ def test_expand_turns_one_mask_into_two_and_eos_deletes(vocab):
                                        delete_id=vocab.tokenizer.token_to_id("<|delete|>"))
     a, b = vocab.encode("a")[0], vocab.encode("b")[0]
     m = vocab.mask_id
-    slots, tables = _slots(expand_vocab, 3)
+    slots, tables, spec = _slots(expand_vocab, 3)
     status = denoise(slots, tables, ROW, _logits_for(vocab, [a, expand_vocab.expand_id, vocab.eos_id], 3))
     assert status.tolist() == [HOST_WORK]  # the length changes: the host rebuilds the canvas
     length, expansions_left = expand_and_delete(slots, tables, 0, expansions_left=8 - 3, max_length=8)
@@ -165,12 +166,12 @@ def test_expand_turns_one_mask_into_two_and_eos_deletes(vocab):
     assert expansions_left == 8 - 3 - 1
     status = denoise(slots, tables, ROW, _logits_for(vocab, [a, b, b], 3))
     assert status.tolist() == [DONE]
-    assert slot_completion(expand_vocab, slots, 0, "expand", b"", False).text == "abb"
+    assert slot_completion(expand_vocab, slots, 0, spec).text == "abb"
 
 
 def test_expand_stops_at_the_length_budget(vocab):
     expand_vocab = dataclasses.replace(vocab, expand_id=vocab.tokenizer.token_to_id("<|expand|>"))
-    slots, tables = _slots(expand_vocab, 8)
+    slots, tables, _ = _slots(expand_vocab, 8)
     logits = _logits_for(vocab, [expand_vocab.expand_id] * 8, 8)
     logits[0, :, vocab.encode("a")[0]] = 5.0  # the runner-up everywhere
     denoise(slots, tables, ROW, logits)
@@ -179,7 +180,7 @@ def test_expand_stops_at_the_length_budget(vocab):
 
 
 def test_commits_at_least_enough_per_step_to_meet_the_budget(vocab):
-    slots, tables = _slots(vocab, 8, mode="filler", steps=2)
+    slots, tables, _ = _slots(vocab, 8, mode="filler", steps=2)
     logits = torch.zeros(1, 8, vocab.size)
     logits[0, :, vocab.encode("a")[0]] = 1.0  # content is favoured, but nothing is confident
     assert denoise(slots, tables, ROW, logits).tolist() == [RUNNING]
@@ -237,3 +238,30 @@ def test_the_encoded_prefix_is_how_the_text_tokenizes_once_more_is_typed(vocab, 
 def test_after_indentation_the_bundled_tokenizer_holds_back_one_space(bundled_vocab):
     kept, held = encode_prefix(bundled_vocab, "def f():\n    ")
     assert held == b" " and bundled_vocab.token_bytes_of(kept) == b"def f():\n   "
+
+
+def test_confidence_measures_on_a_known_distribution():
+    probs = torch.tensor([[0.6, 0.3, 0.1, 0.0], [0.25, 0.25, 0.25, 0.25]])
+    logits = probs.clamp_min(1e-9).log()
+    filler = torch.tensor([0])
+    p, ids, p_nf, ids_nf = measure_confidence(logits, filler, "probability")
+    assert ids.tolist() == [0, 0] and ids_nf.tolist() == [1, 1]
+    torch.testing.assert_close(p, torch.tensor([0.6, 0.25]))
+    margin, _, margin_nf, _ = measure_confidence(logits, filler, "margin")
+    torch.testing.assert_close(margin, torch.tensor([0.3, 0.0]), atol=1e-6, rtol=0)
+    torch.testing.assert_close(margin_nf, torch.tensor([0.2, 0.0]), atol=1e-6, rtol=0)
+    certainty, _, _, _ = measure_confidence(logits, filler, "entropy")
+    assert certainty[0] > certainty[1] and abs(float(certainty[1]) - 0.25) < 1e-4  # exp(-log 4) for a flat row
+
+
+def test_an_engine_takes_a_confidence_measure_by_name(tiny_checkpoint):
+    from mercury_lsp.engine.checkpoint import load_checkpoint
+    from mercury_lsp.engine.errors import InfillError
+    from mercury_lsp.engine.infill import EngineSettings
+
+    loaded = load_checkpoint(tiny_checkpoint, device="cpu")
+    for measure in ("margin", "entropy"):
+        result = InfillEngine(loaded, EngineSettings(confidence=measure)).infill(InfillRequest(prefix="x = ", max_tokens=8))
+        assert result.steps >= 1 and all(0 <= s.confidence <= 1 for s in result.completions[0].spans)
+    with pytest.raises(InfillError, match="confidence measure"):
+        InfillEngine(loaded, EngineSettings(confidence="vibes"))

@@ -79,6 +79,24 @@ FUSED_PARTS = {
     "layers.{i}.mlp.gate_up_proj.weight": ("layers.{i}.mlp.gate_proj.weight", "layers.{i}.mlp.up_proj.weight"),
 }
 
+# Values of config.json fields this engine implements; any other value changes the maths and is refused.
+SUPPORTED_FIELDS = {
+    "llada": {
+        "scale_logits": (False,), "input_emb_norm": (False,), "layer_norm_type": ("rms",), "include_bias": (False,),
+        "alibi": (False,), "rope": (True,), "attention_layer_norm": (False,), "clip_qkv": (None,),
+        "block_type": ("llama",), "activation_type": ("swiglu", "silu"), "norm_after": (False,),
+        "rope_full_precision": (True,), "bias_for_layer_norm": (False, None),
+    },
+    "qwen2": {"hidden_act": ("silu",), "attention_dropout": (0, 0.0), "use_sliding_window": (False,)},
+}
+
+# Ids the authors' own generation code hard-codes, for checkpoints whose config.json and tokenizer name none.
+FAMILY_TOKEN_IDS = {
+    "dream": {"mask": 151666},
+    "dreamon": {"mask": 151666, "expand": 151667},  # DreamOn: expand turns one mask into two
+    "llada": {"mask": 126336, "eos": 126081},
+}
+
 MASK_TOKENS = ("<|mask|>", "<|mdm_mask|>", "[MASK]", "<mask>")
 EOS_TOKENS = ("<|endoftext|>", "<|end_of_text|>", "<|eot_id|>", "</s>", "<|eos|>")
 PAD_TOKENS = ("<|pad|>", "<pad>", "[PAD]")
@@ -100,6 +118,29 @@ def detect_family(config: dict) -> str:
         f"config.json names an unknown architecture (model_type {config.get('model_type')!r}, "
         f"architectures {config.get('architectures')!r}); supported: Qwen2/Dream family and LLaDA."
     )
+
+
+def check_supported(config: dict, family: str) -> None:
+    """Refuse a config.json field whose value the engine does not implement: it would give wrong logits."""
+    for field, allowed in SUPPORTED_FIELDS[family].items():
+        if field in config and config[field] not in allowed:
+            raise CheckpointError(
+                f"config.json sets {field} = {json.dumps(config[field])}, which this engine does not implement "
+                f"(it takes {' or '.join(json.dumps(a) for a in allowed)})."
+            )
+
+
+def token_family(config: dict) -> str | None:
+    """Which published model's hard-coded special ids apply: dream, dreamon, llada, or None."""
+    names = " ".join([str(config.get("model_type", "")), str(config.get("_name_or_path", "")),
+                      *(config.get("architectures") or [])]).lower()
+    if "llada" in names:
+        return "llada"
+    if "dreamon" in names or "expand_token_id" in config:
+        return "dreamon"
+    if "dream" in names:
+        return "dream"
+    return None
 
 
 def parse_config(config: dict, family: str, has_qkv_bias: bool) -> ModelConfig:
@@ -191,7 +232,7 @@ def _special_id(config: dict, key: str, vocab_table: dict[str, int], names: tupl
     return None
 
 
-def load_vocabulary(folder: Path, config: dict) -> Vocabulary:
+def load_vocabulary(folder: Path, config: dict, vocab_size: int | None = None) -> Vocabulary:
     path = folder / "tokenizer.json"
     if not path.exists():
         raise CheckpointError(f"{folder} has no tokenizer.json.")
@@ -200,13 +241,29 @@ def load_vocabulary(folder: Path, config: dict) -> Vocabulary:
     except Exception as exc:
         raise CheckpointError(f"{path} is not a valid tokenizers file ({exc}).") from None
     table = tokenizer.get_vocab(with_added_tokens=True)
+    known = FAMILY_TOKEN_IDS.get(token_family(config) or "", {})
+    size = vocab_size or tokenizer.get_vocab_size(with_added_tokens=True)
+
+    def family_id(role: str) -> int | None:
+        value = known.get(role)
+        return value if value is not None and value < size else None
+
     mask = _special_id(config, "mask_token_id", table, MASK_TOKENS)
+    mask = family_id("mask") if mask is None else mask
     if mask is None:
         raise CheckpointError(f"{folder} defines no mask token (mask_token_id in config.json or <|mask|>).")
     eos = _special_id(config, "eos_token_id", table, EOS_TOKENS)
+    eos = family_id("eos") if eos is None else eos
     if eos is None:
         raise CheckpointError(f"{folder} defines no end-of-text token (eos_token_id in config.json).")
+    expand = _special_id(config, "expand_token_id", table, EXPAND_TOKENS)
+    expand = family_id("expand") if expand is None else expand
+    if token_family(config) == "dreamon" and expand is None and config.get("mercury_length_control") != "filler":
+        raise CheckpointError(
+            f"{folder} looks like DreamOn but its expand token is not found (expand_token_id in config.json)."
+        )
     pad = _special_id(config, "pad_token_id", table, PAD_TOKENS)
+    delete = _special_id(config, "delete_token_id", table, DELETE_TOKENS)
     specials = {t.content: i for i, t in tokenizer.get_added_tokens_decoder().items() if t.special}
     filler_only = config.get("mercury_length_control") == "filler"
     return Vocabulary(
@@ -215,9 +272,9 @@ def load_vocabulary(folder: Path, config: dict) -> Vocabulary:
         eos_id=eos,
         pad_id=eos if pad is None else pad,
         # A checkpoint trained only with filler may still carry the tokens: `mercury_length_control` says so.
-        expand_id=None if filler_only else _special_id(config, "expand_token_id", table, EXPAND_TOKENS),
-        delete_id=None if filler_only else _special_id(config, "delete_token_id", table, DELETE_TOKENS),
-        special_ids=frozenset(specials.values()) | {mask, eos} | ({pad} if pad is not None else set()),
+        expand_id=None if filler_only else expand,
+        delete_id=None if filler_only else delete,
+        special_ids=frozenset(specials.values()) | {i for i in (mask, eos, pad, expand, delete) if i is not None},
     )
 
 
@@ -274,11 +331,12 @@ def load_checkpoint(path: str | Path, device: str = "auto", dtype: torch.dtype |
     if not isinstance(raw, dict):
         raise CheckpointError(f"{config_path} does not hold a JSON object.")
     family = detect_family(raw)
+    check_supported(raw, family)
     names = NAME_MAPS[family]
     files = _weight_files(folder)
     has_bias = names["layers.{i}.self_attn.q_proj.bias"].format(i=0) in files
     config = parse_config(raw, family, has_bias)
-    vocab = load_vocabulary(folder, raw)
+    vocab = load_vocabulary(folder, raw, config.vocab_size)
     if vocab.size > config.vocab_size:
         raise CheckpointError(
             f"tokenizer.json has {vocab.size} tokens but the model's vocabulary is {config.vocab_size}."

@@ -13,9 +13,11 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mercury_lsp.context import file_header
 from mercury_lsp.engine.checkpoint import LoadedModel
 from mercury_lsp.engine.corpus import SourceFile, collect_corpus
-from mercury_lsp.engine.infill import EngineSettings, InfillEngine, InfillRequest
+from mercury_lsp.engine.infill import EngineSettings, InfillEngine
+from mercury_lsp.infill_api import InfillRequest
 
 SINGLE_LINE_TOKENS = 32  # the language server's single-line canvas
 MULTI_LINE_TOKENS = 64
@@ -172,15 +174,15 @@ def evaluation_engine(
     return InfillEngine(loaded, EngineSettings(max_prefix_tokens=prefix_tokens, max_suffix_tokens=suffix_tokens))
 
 
-def hole_request(prefix: str, suffix: str, kind: str) -> InfillRequest:
-    """The request the language server would send for a hole (default steps and threshold).
+def hole_request(prefix: str, suffix: str, kind: str, header: str = "") -> InfillRequest:
+    """The request the language server would send for a hole (default steps and threshold, the file's header).
 
     Filler length control is named explicitly: the bundled model is trained for it, and the loader would pick
     expand/delete mode for any tokenizer that merely contains those tokens."""
     single = kind == "single"
     return InfillRequest(
-        prefix, suffix, max_tokens=SINGLE_LINE_TOKENS if single else MULTI_LINE_TOKENS, single_line=single,
-        length_mode="filler",
+        prefix, suffix, header=header, max_tokens=SINGLE_LINE_TOKENS if single else MULTI_LINE_TOKENS,
+        single_line=single, length_mode="filler",
     )
 
 
@@ -190,7 +192,7 @@ def evaluate_model(
     engine = evaluation_engine(loaded, prefix_tokens, suffix_tokens)
     report = EvalReport()
     for hole in holes:
-        result = engine.infill(hole_request(hole.prefix, hole.suffix, hole.kind))
+        result = engine.infill(hole_request(hole.prefix, hole.suffix, hole.kind, file_header(hole.key, "python")))
         report.outcomes.append(
             Outcome(
                 hole=hole,

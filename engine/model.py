@@ -130,7 +130,8 @@ class Attention(nn.Module):
         b, length, _ = x.shape
         n_q, n_kv = self.num_heads, self.num_kv_heads
         qkv = self.qkv_proj(x).view(b, length, n_q + 2 * n_kv, self.head_dim)
-        q, k, v = qkv.split([n_q, n_kv, n_kv], dim=2)
+        # Slices, not split(): RoPE rotates q and k in place, which autograd allows on single views only.
+        q, k, v = qkv[:, :, :n_q], qkv[:, :, n_q : n_q + n_kv], qkv[:, :, n_q + n_kv :]
         apply_rope(q, k, cos, sin)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2).contiguous(), v.transpose(1, 2).contiguous()
         if block:

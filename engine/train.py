@@ -20,10 +20,11 @@ import torch
 from tokenizers import Tokenizer
 from torch.nn import functional as F
 
+from mercury_lsp.context import file_header
 from mercury_lsp.engine.checkpoint import load_checkpoint, load_vocabulary, save_checkpoint
 from mercury_lsp.engine.corpus import Corpus, collect_corpus
 from mercury_lsp.engine.errors import CheckpointError
-from mercury_lsp.engine.healing import encode_prefix, heal_prefix
+from mercury_lsp.engine.healing import encode_prefix, encode_suffix, heal_prefix
 from mercury_lsp.engine.model import ModelConfig, Transformer
 from mercury_lsp.engine.tokenizer_training import sample_texts, special_token_ids, train_tokenizer
 from mercury_lsp.engine.vocab import Vocabulary
@@ -31,6 +32,7 @@ from mercury_lsp.engine.vocab import Vocabulary
 # Canvas lengths the language server asks for (max_tokens; healing adds one): single-line 16-32, multi-line 64.
 CANVAS_CHOICES = (16, 24, 32, 64)
 MIN_MASK_RATIO = 0.05  # keeps the 1/t weight bounded
+HEADER_FRACTION = 0.9  # infill examples that start with the file's header line, as the language server sends
 
 
 @dataclass
@@ -103,6 +105,7 @@ class ExampleBuilder:
     seq_len: int
     infill_fraction: float = 0.8
     rng: random.Random = field(default_factory=random.Random)
+    keys: list[str] | None = None  # each text's path, for the header line the engine keeps before the prefix
 
     def __post_init__(self) -> None:
         self._ends = []
@@ -113,8 +116,11 @@ class ExampleBuilder:
 
     # -- picking text --------------------------------------------------------------------------------------------
     def _pick_text(self) -> str:
-        """A file, with probability proportional to its length."""
-        return self.texts[bisect.bisect_right(self._ends, self.rng.randrange(self._ends[-1]))]
+        return self.texts[self._pick()]
+
+    def _pick(self) -> int:
+        """A file's index, with probability proportional to its length."""
+        return bisect.bisect_right(self._ends, self.rng.randrange(self._ends[-1]))
 
     def _context_chars(self) -> int:
         return self.seq_len * 6  # more characters than the window holds in tokens
@@ -155,21 +161,26 @@ class ExampleBuilder:
         )
 
     def infill_example(self) -> Example | None:
-        """A hole at a random character: healed prefix, canvas = target + filler, suffix; None when unusable."""
-        text = self._pick_text()
+        """A hole at a random character: [header] healed prefix, canvas = target + filler, suffix; None when
+        unusable. The engine's layout: the header (the file's path) is never trimmed, the prefix is."""
+        index = self._pick()
+        text = self.texts[index]
+        header = []
+        if self.keys is not None and self.rng.random() < HEADER_FRACTION:
+            header = self.vocab.encode(file_header(self.keys[index], "python"))
         a, b = pick_hole(text, self.rng)
         max_tokens = self.rng.choice(CANVAS_CHOICES) if self.rng.random() < 0.7 else self.rng.randint(4, 64)
         parts = infill_parts(self.vocab, text, a, b, max_tokens, self._context_chars())
         if parts is None:
             return None
         prefix_ids, target, suffix_ids, canvas_len = parts
-        room = self.seq_len - canvas_len
+        room = self.seq_len - canvas_len - len(header)
         if self.rng.random() < 0.05:
             suffix_ids = []  # the cursor at the end of what is written so far
         suffix_keep = min(len(suffix_ids), self.rng.randint(room // 8, room // 2))
         prefix_keep = min(len(prefix_ids), room - suffix_keep)
         suffix_keep = min(len(suffix_ids), room - prefix_keep)
-        prefix = prefix_ids[len(prefix_ids) - prefix_keep :]
+        prefix = header + prefix_ids[len(prefix_ids) - prefix_keep :]
         suffix = suffix_ids[:suffix_keep]
         lead = self._fill_tokens(room - prefix_keep - suffix_keep)
 
@@ -216,16 +227,19 @@ def infill_parts(
     vocab: Vocabulary, text: str, a: int, b: int, max_tokens: int, context_chars: int
 ) -> tuple[list[int], list[int], list[int], int] | None:
     """(prefix ids, canvas target, suffix ids, canvas length) for the hole text[a:b], tokenized as the engine
-    does: prefix and suffix separately, the prefix healed; a target longer than the canvas is cut (the suffix then
-    starts where it stops). None when the cut falls inside a character or healing has no valid first token."""
+    does: prefix and suffix separately, the prefix healed, the suffix after the cursor's word with that word's
+    rest written by the canvas; a target longer than the canvas is cut (the suffix then starts where it stops).
+    None when the cut falls inside a character or healing has no valid first token."""
     prefix_start = _line_start(text, max(0, a - context_chars), forward=True) if a > context_chars else 0
-    healed = heal_prefix(vocab, *encode_prefix(vocab, text[prefix_start:a]))
+    prefix = text[prefix_start:a]
+    healed = heal_prefix(vocab, *encode_prefix(vocab, prefix))
     canvas_len = max_tokens + (1 if healed.heal else 0)
+    suffix_ids, held = encode_suffix(vocab, text[b : b + context_chars], prefix) if b < len(text) else ([], b"")
     try:
-        heal_text = healed.heal.decode("utf-8")
+        heal_text, word_rest = healed.heal.decode("utf-8"), held.decode("utf-8")
     except UnicodeDecodeError:
         return None
-    target = vocab.encode(heal_text + text[a:b])
+    target = vocab.encode(heal_text + text[a:b] + word_rest)
     if len(target) > canvas_len:
         target = target[:canvas_len]
         try:
@@ -233,9 +247,9 @@ def infill_parts(
         except UnicodeDecodeError:
             return None
         b = a + len(covered) - len(heal_text)
+        suffix_ids = vocab.encode(text[b : b + context_chars]) if b < len(text) else []
     if healed.heal and (not target or not vocab.token_bytes[target[0]].startswith(healed.heal)):
         return None  # the engine constrains canvas position 0 to start with the healed bytes
-    suffix_ids = vocab.encode(text[b : b + context_chars]) if b < len(text) else []
     return healed.ids, target, suffix_ids, canvas_len
 
 
@@ -600,11 +614,12 @@ def run_training(
     if not corpus.train:
         raise ValueError("the corpus is empty: no usable .py files under the given roots")
     texts = [f.text for f in corpus.train]
+    keys = [f.key for f in corpus.train]
     work_dir.mkdir(parents=True, exist_ok=True)
     (work_dir / "heldout.json").write_text(json.dumps(sorted(f.key for f in corpus.heldout), indent=0) + "\n")
     tokenizer = prepare_tokenizer(work_dir, texts, config.vocab_size, tokenizer_from, log)
     vocab = training_vocabulary(work_dir, tokenizer)
-    stream = example_batches(texts, vocab, config, workers)
+    stream = example_batches(texts, vocab, config, workers, keys)
     return train(
         work_dir, stream, tokenizer, config, minutes, checkpoint_minutes, export_to, device, max_steps, log,
         compile_model, bf16=bf16, objective=objective, init_from=init_from,
@@ -614,23 +629,24 @@ def run_training(
 class _ExampleStream(torch.utils.data.IterableDataset):
     """Endless batches; each loader worker builds its own with its own seed."""
 
-    def __init__(self, texts: list[str], vocab: Vocabulary, config: TrainConfig):
-        self.texts, self.vocab, self.config = texts, vocab, config
+    def __init__(self, texts: list[str], vocab: Vocabulary, config: TrainConfig, keys: list[str] | None = None):
+        self.texts, self.vocab, self.config, self.keys = texts, vocab, config, keys
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         info = torch.utils.data.get_worker_info()
-        seed = self.config.seed * 1000 + (info.id if info else 0) + int(time.time())
+        # The run's seed decides the data too: the same seed and corpus give the same examples.
+        seed = self.config.seed * 1000 + (info.id if info else 0)
         builder = ExampleBuilder(
-            self.texts, self.vocab, self.config.seq_len, self.config.infill_fraction, random.Random(seed)
+            self.texts, self.vocab, self.config.seq_len, self.config.infill_fraction, random.Random(seed), self.keys
         )
         return batches(builder, self.config.batch_size)
 
 
 def example_batches(
-    texts: list[str], vocab: Vocabulary, config: TrainConfig, workers: int = 0
+    texts: list[str], vocab: Vocabulary, config: TrainConfig, workers: int = 0, keys: list[str] | None = None
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """Batches built in this process (workers=0) or in loader worker processes (GPU runs)."""
-    stream = _ExampleStream(texts, vocab, config)
+    stream = _ExampleStream(texts, vocab, config, keys)
     if workers <= 0:
         return iter(stream)
     loader = torch.utils.data.DataLoader(

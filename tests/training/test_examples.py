@@ -7,10 +7,11 @@ import random
 import torch
 
 from mercury_lsp.engine.checkpoint import LoadedModel
-from mercury_lsp.engine.infill import InfillEngine, InfillRequest
+from mercury_lsp.engine.infill import InfillEngine
 from mercury_lsp.engine.model import ModelConfig, Transformer
 from mercury_lsp.engine.train import ExampleBuilder, infill_parts, pick_hole
 from mercury_lsp.engine.vocab import Vocabulary
+from mercury_lsp.infill_api import InfillRequest
 
 from corpus_sample import MODULES
 
@@ -102,3 +103,21 @@ def test_canvas_masks_always_leave_something_to_predict(vocab: Vocabulary) -> No
             last = canvas_len - 1 - masked[::-1].index(True)
             progress_seen |= all(masked[first : last + 1])
     assert progress_seen
+
+
+def test_infill_examples_start_with_the_files_header_as_the_engine_keeps_it(vocab: Vocabulary) -> None:
+    from mercury_lsp.context import file_header
+
+    keys = list(MODULES)
+    builder = ExampleBuilder(list(MODULES.values()), vocab, seq_len=128, rng=random.Random(4), keys=keys)
+    headers = {key: vocab.encode(file_header(key, "python")) for key in keys}
+    with_header = 0
+    for _ in range(40):
+        example = builder.infill_example()
+        if example is None:
+            continue
+        first_weighted = next(i for i, w in enumerate(example.weights) if w > 0)
+        context = example.ids[:first_weighted]
+        found = [h for h in headers.values() if any(context[i : i + len(h)] == h for i in range(len(context)))]
+        with_header += bool(found)
+    assert with_header >= 20  # most infill examples carry the header (the rest stand for requests without one)

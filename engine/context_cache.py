@@ -118,27 +118,27 @@ class SuffixCache:
     """An LRU of suffix keys/values from first steps, for the next keystroke at the same place.
 
     Typing changes the prefix, never the suffix: the suffix's keys/values from the previous request's first step
-    (computed over an all-mask canvas of the same length, the prefix one keystroke shorter) are reused, rotated
-    to their new positions, instead of recomputing the suffix (a quarter of the context) on every keystroke. An
+    (computed over an all-mask canvas, the prefix one keystroke shorter) are reused, rotated to their new
+    positions, instead of recomputing the suffix (a quarter of the context) on every keystroke. An
     approximation, like the prefix chunks that do not see the suffix; `EngineSettings.reuse_suffix` turns it off.
     """
 
     def __init__(self, max_entries: int = 8) -> None:
         self.max_entries = max_entries
-        self.entries: OrderedDict[tuple, tuple[int, list[LayerKV]]] = OrderedDict()
+        self.entries: OrderedDict[tuple[int, ...], tuple[int, list[LayerKV]]] = OrderedDict()
         self.hits = 0
 
-    def get(self, suffix_ids: list[int], canvas_length: int) -> tuple[int, list[LayerKV]] | None:
+    def get(self, suffix_ids: list[int]) -> tuple[int, list[LayerKV]] | None:
         """(the position the suffix started at, per-layer keys/values [Hkv, n, D]) or None."""
-        entry = self.entries.get((tuple(suffix_ids), canvas_length))
+        entry = self.entries.get(tuple(suffix_ids))
         if entry is not None:
-            self.entries.move_to_end((tuple(suffix_ids), canvas_length))
+            self.entries.move_to_end(tuple(suffix_ids))
             self.hits += 1
         return entry
 
-    def put(self, suffix_ids: list[int], canvas_length: int, start: int, kv: list[LayerKV]) -> None:
-        self.entries[(tuple(suffix_ids), canvas_length)] = (start, [(k.clone(), v.clone()) for k, v in kv])
-        self.entries.move_to_end((tuple(suffix_ids), canvas_length))
+    def put(self, suffix_ids: list[int], start: int, kv: list[LayerKV]) -> None:
+        self.entries[tuple(suffix_ids)] = (start, [(k.clone(), v.clone()) for k, v in kv])
+        self.entries.move_to_end(tuple(suffix_ids))
         while len(self.entries) > self.max_entries:
             self.entries.popitem(last=False)
 

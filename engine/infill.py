@@ -389,7 +389,7 @@ class InfillEngine:
         n_tail = len(tail)
         keep_tail = n_tail - (1 if job.lead is not None else 0)  # the lead is recomputed with the canvas
         first_step = job.steps_done == 0
-        reused = self.suffix_cache.get(suffix, length) if (first_step and suffix and self.settings.reuse_suffix) else None
+        reused = self.suffix_cache.get(suffix) if (first_step and suffix and self.settings.reuse_suffix) else None
         if reused is not None:
             was_at, suffix_kv = reused
             for k, v, (cached_k, cached_v) in zip(self.context.k, self.context.v, suffix_kv):
@@ -412,7 +412,7 @@ class InfillEngine:
             self.context.write(slot, chunk_len + keep_tail, kv, n_tail + length, n_tail + length + len(suffix))
             if first_step and suffix and self.settings.reuse_suffix:
                 at = n_tail + length
-                self.suffix_cache.put(suffix, length, start + length,
+                self.suffix_cache.put(suffix, start + length,
                                       [(k[0, :, at : at + len(suffix)], v[0, :, at : at + len(suffix)]) for k, v in kv])
         self.context.set_window(slot, self._context_length(job), start, job.lead)
         read = torch.arange(length, device=device) + n_tail

@@ -84,7 +84,14 @@ class CanvasStep:
         # Canvas position i is read from window row i + shift, or the row before it for shifted models.
         read = (offsets[:width] + shift[:, None] - int(self.model.config.shifted)).clamp(min=0)
         picked = hidden.gather(1, read[:, :, None].expand(-1, -1, hidden.shape[-1]))
-        return self.model.logits(picked).float()
+        if self.pad_to_buckets:
+            return self.model.logits(picked).float()
+        # Eager on a CPU: the head (the largest weight) only for positions still masked, the only ones whose
+        # predictions are read; the rest stay zero.
+        wanted = canvases.masked[rows, :width]
+        logits = torch.zeros(*wanted.shape, self.model.config.vocab_size, device=rows.device)
+        logits[wanted] = self.model.logits(picked[wanted]).float()
+        return logits
 
     def _step(self, rows: torch.Tensor, width: int, span: int | None = None,
               slot_range: tuple[int, int] | None = None, sampled: tuple[SampledRow, ...] = ()) -> torch.Tensor:

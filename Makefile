@@ -6,7 +6,8 @@ DEMO ?= tests/data/demo.py:6:12
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip setuptools wheel
-	# The CPU build of torch; an unpinned torch would pull a multi-GB CUDA build.
+	# Pinned: where pip finds this version's CPU wheel on disk (this project's machines) it takes it; an
+	# unpinned torch would pull a multi-GB CUDA build from PyPI.
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@

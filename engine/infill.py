@@ -137,7 +137,6 @@ class InfillResult:
 
 class InfillEngine:
     def __init__(self, loaded: LoadedModel, settings: EngineSettings | None = None):
-        self.loaded = loaded
         self.model = loaded.model
         self.vocab = loaded.vocab
         self.device = loaded.device

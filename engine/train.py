@@ -343,7 +343,8 @@ class TrainState:
 
 
 def model_config_json(model_config: ModelConfig, tokenizer: Tokenizer, state: TrainState, config: TrainConfig) -> dict:
-    """config.json for the bundled model: Qwen2-style keys, in-place prediction, filler length control."""
+    """config.json for the bundled model: Qwen2-style keys, the prediction the run trained (shifted by default),
+    filler length control."""
     table = tokenizer.get_vocab(with_added_tokens=True)
     return {
         "architectures": ["MercuryDiffusionLM"],

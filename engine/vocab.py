@@ -83,8 +83,3 @@ class Vocabulary:
             return ids[lo:]
         successor = stem[:-1] + bytes([stem[-1] + 1])  # the first byte string after every one starting with prefix
         return ids[lo : bisect.bisect_left(keys, successor)]
-
-    @cached_property
-    def newline_ids(self) -> torch.Tensor:
-        """Tokens containing a line break (single-line requests stop there)."""
-        return torch.tensor([i for i, b in enumerate(self.token_bytes) if b"\n" in b], dtype=torch.long)

@@ -3,6 +3,9 @@ and the HTTP overhead per request on loopback.
 
     python bench/engine_load.py [--model PATH] [--threads 1] [--max-tokens 32] [--context 256] [--requests 32]
 
+With --stream it also measures streaming (`stream: true` on /v1/completions, one request at a time): how long until
+the first settled text arrives, against the whole answer.
+
 Holes are cut from a real source file (the standard library's `argparse.py`), 3/4 of the context before the cursor
 and 1/4 after, each request with its own seed, greedy. Without a bundled model or --model it builds random weights
 (`--shape tiny`: the test model, overhead-bound; `small`: d 512 x 8 layers as in DESIGN.md), so the figures are about
@@ -100,6 +103,26 @@ async def run_level(session: aiohttp.ClientSession, url: str, bodies: list[dict]
     }
 
 
+async def stream_timings(session: aiohttp.ClientSession, url: str, bodies: list[dict]) -> dict:
+    """Per streamed request: ms to the first chunk with text, and ms to `data: [DONE]`."""
+    first, done = [], []
+    for body in bodies:
+        request = {"prompt": body["prefix"], "suffix": body["suffix"], "max_tokens": body["max_tokens"],
+                   "seed": body["seed"], "stream": True}
+        started = time.perf_counter()
+        seen_text = None
+        async with session.post(url + "/v1/completions", json=request) as response:
+            async for line in response.content:
+                data = line.decode().removeprefix("data: ").strip()
+                if not data or data == "[DONE]":
+                    continue
+                if seen_text is None and json.loads(data)["choices"][0]["text"]:
+                    seen_text = (time.perf_counter() - started) * 1000
+        done.append((time.perf_counter() - started) * 1000)
+        first.append(seen_text if seen_text is not None else done[-1])
+    return {"first": first, "done": done}
+
+
 async def health_round_trip(session: aiohttp.ClientSession, url: str, count: int = 200) -> list[float]:
     times = []
     for _ in range(count):
@@ -123,6 +146,8 @@ async def measure(server: Server, cases: list[tuple[str, str]], args: argparse.N
         for concurrency in CONCURRENCY:
             levels.append(await run_level(session, server.url, bodies[: max(args.requests, 2 * concurrency)],
                                           concurrency))
+        if args.stream:
+            health["stream"] = await stream_timings(session, server.url, bodies[: args.requests])
     return health, levels
 
 
@@ -134,6 +159,7 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=32)
     parser.add_argument("--context", type=int, default=256, help="context tokens around each hole")
     parser.add_argument("--requests", type=int, default=32, help="requests per concurrency level")
+    parser.add_argument("--stream", action="store_true", help="also time streamed answers (first text, whole)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -163,6 +189,11 @@ def main() -> None:
           f"{statistics.median(health['round_trip']):.2f} ms (p99 {percentile(health['round_trip'], 0.99):.2f} ms); "
           f"infill wall time minus engine-reported ms at concurrency 1: p50 {statistics.median(single):.2f} ms "
           f"(min {min(single):.2f} ms)")
+    if args.stream:
+        timing = health["stream"]
+        print(f"streaming (/v1/completions, one at a time, {len(timing['done'])} requests): first text after "
+              f"p50 {statistics.median(timing['first']):.0f} ms, the whole answer after p50 "
+              f"{statistics.median(timing['done']):.0f} ms")
 
 
 if __name__ == "__main__":

@@ -21,12 +21,57 @@ def _positive(name: str, value: float) -> None:
         raise UsageError(f"{name} must be positive (got {value:g}).")
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
-    from mercury_lsp.engine.server import ServeConfig, is_loopback, serve
+KEY_FILE_BYTES = 4096
 
-    api_key = args.api_key or os.environ.get("MERCURY_API_KEY") or None
-    if not is_loopback(args.host) and not api_key:
-        raise UsageError(f"refusing to listen on {args.host} without an API key; pass --api-key or set "
+
+def _check_key(key: str, source: str) -> str:
+    if not key:
+        raise UsageError(f"{source} holds no key.")
+    if not all(33 <= ord(c) <= 126 for c in key):
+        raise UsageError(f"{source} must be one word of printable ASCII (it travels in an HTTP header).")
+    return key
+
+
+def read_key_file(path: Path) -> str:
+    """The key in a file of one line; a file other users can read is used, with a warning."""
+    try:
+        with open(path, "rb") as file:
+            raw = file.read(KEY_FILE_BYTES + 1)
+        mode = os.stat(path).st_mode
+    except OSError as error:
+        raise UsageError(f"cannot read the API key file {path} ({error.strerror}).") from None
+    if len(raw) > KEY_FILE_BYTES:
+        raise UsageError(f"the API key file {path} is larger than {KEY_FILE_BYTES} bytes; it should hold one key.")
+    try:
+        key = raw.decode("ascii").strip()
+    except UnicodeDecodeError:
+        raise UsageError(f"the API key file {path} is not ASCII text.") from None
+    if mode & 0o077:
+        print(f"mercury-engine: warning: the API key file {path} can be read by other users (chmod 600 {path}).",
+              file=sys.stderr)
+    return _check_key(key, f"the API key file {path}")
+
+
+def api_key(args: argparse.Namespace) -> str | None:
+    """The key clients must send: --api-key-file, else --api-key (with a warning), else $MERCURY_API_KEY."""
+    if args.api_key and args.api_key_file:
+        raise UsageError("give --api-key-file or --api-key, not both.")
+    if args.api_key_file:
+        return read_key_file(Path(args.api_key_file))
+    if args.api_key:
+        print("mercury-engine: warning: a key on the command line is visible to every user of this machine "
+              "(ps, /proc); use --api-key-file or MERCURY_API_KEY.", file=sys.stderr)
+        return _check_key(args.api_key, "--api-key")
+    key = os.environ.get("MERCURY_API_KEY")
+    return _check_key(key, "MERCURY_API_KEY") if key else None
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from mercury_lsp.engine.server import ServeConfig, serve
+
+    key = api_key(args)
+    if not daemon.is_loopback_host(args.host) and not key:
+        raise UsageError(f"refusing to listen on {args.host} without an API key; pass --api-key-file or set "
                          "MERCURY_API_KEY (or listen on 127.0.0.1).")
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port must be from 0 to 65535 (got {args.port}).")
@@ -42,7 +87,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         port=args.port,
         model_path=resolve_model_path(args.model),
         device=args.device,
-        api_key=api_key,
+        api_key=key,
         max_batch=args.max_batch,
         max_queue=args.max_queue,
         threads=args.threads,
@@ -61,13 +106,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    info = daemon.read_port_file()
-    endpoint = daemon.running_engine()
+    try:
+        info = daemon.read_port_file()
+        endpoint = daemon.running_engine()
+    except daemon.DaemonError as error:
+        raise UsageError(str(error)) from None
     if endpoint is None:
         message = f"no engine is running (runtime folder {daemon.runtime_dir()})"
         print(json.dumps({"running": False}) if args.json else message)
         return 1
-    health = daemon.probe_health(endpoint.url) or {}
+    health = daemon.probe_health(endpoint.url, key=endpoint.key) or {}
     if args.json:
         print(json.dumps({"running": True, "url": endpoint.url, "pid": endpoint.pid, "health": health,
                           "model_path": (info or {}).get("model")}))
@@ -81,7 +129,10 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
-    endpoint = daemon.stop_engine(timeout=args.timeout)
+    try:
+        endpoint = daemon.stop_engine(timeout=args.timeout)
+    except daemon.DaemonError as error:
+        raise UsageError(str(error)) from None
     print(f"stopped the engine at {endpoint.url} (pid {endpoint.pid})" if endpoint else "no engine was running")
     return 0
 
@@ -92,7 +143,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8765, help="port (0 = any free port; default: 8765)")
     add_model_options(serve)
-    serve.add_argument("--api-key", help="bearer key clients must send (default: $MERCURY_API_KEY; none on loopback)")
+    serve.add_argument("--api-key-file", metavar="PATH",
+                       help="file holding the bearer key clients must send (default: $MERCURY_API_KEY; none on "
+                            "loopback)")
+    serve.add_argument("--api-key", help="the key itself (visible to other users in ps: prefer --api-key-file)")
     serve.add_argument("--max-batch", type=int, default=16, help="canvases denoised together per step")
     serve.add_argument("--max-queue", type=int, default=64, help="requests waiting beyond the batch before 429")
     serve.add_argument("--threads", type=int, default=0,

@@ -1,17 +1,29 @@
-"""HTTP client for the engine: our /v1/infill, or any OpenAI-compatible /v1/completions with `suffix`."""
+"""HTTP client for the engine: our /v1/infill, an OpenAI-compatible /v1/completions with `suffix` (vLLM, SGLang,
+our engine), or Inception's /v1/fim/completions (api.inceptionlabs.ai, or our engine)."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import ssl
 import time
+import urllib.parse
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 
-from mercury_lsp.infill_api import Completion, InfillRequest, parse_spans
-from mercury_lsp.settings import Backend
+from mercury_lsp import engine_identity
+from mercury_lsp.completions_api import ROUTE_PATHS, Route, completion_body, parse_completion_answer
+from mercury_lsp.infill_api import Completion, InfillAnswer, InfillRequest, parse_infill_answer
+
+__all__ = ["BACKENDS", "EngineClient", "EngineError", "InfillRequest", "InfillResult"]
+
+BACKENDS = ("mercury", "openai", "inception")
+ROUTES: dict[str, Route] = {"openai": "completions", "inception": "fim"}
+INCEPTION_URL = "https://api.inceptionlabs.ai"
+INCEPTION_MODEL = "mercury-edit-2"  # Inception's fill-in-the-middle model when the settings name none
+KEY_VARIABLES = {"inception": ("MERCURY_API_KEY", "INCEPTION_API_KEY")}
 
 
 @dataclass(frozen=True)
@@ -38,29 +50,68 @@ class EngineError(Exception):
         self.unreachable = unreachable
 
 
+def base_url(url: str) -> str:
+    """The server's root: a trailing slash or `/v1` (as OpenAI SDK base URLs are written) is dropped."""
+    url = url.rstrip("/")
+    return url[: -len("/v1")] if url.endswith("/v1") else url
+
+
+def shown_url(url: str) -> str:
+    """The URL for messages and logs: without user name or password."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def tls_context(ca_bundle: str | None) -> ssl.SSLContext | bool:
+    """Certificates are checked against `ca_bundle` (a PEM file) when given, else the system's store."""
+    if not ca_bundle:
+        return True
+    try:
+        return ssl.create_default_context(cafile=os.path.expanduser(ca_bundle))
+    except (OSError, ssl.SSLError) as error:
+        detail = getattr(error, "strerror", None) or error
+        raise EngineError(f"The CA bundle {ca_bundle} cannot be used ({detail}).") from None
+
+
 class EngineClient:
-    """Talks to one engine URL; cancelling a call closes its connection, which stops the engine's work."""
+    """Talks to one engine URL; cancelling a call closes its connection, which stops the engine's work.
+
+    With `identity_key` (the auto-started engine's shared secret), the engine must prove it holds the key before
+    each request that carries text; an engine that cannot is treated as gone.
+    """
 
     def __init__(
         self,
-        base_url: str,
-        backend: Backend = "mercury",
+        url: str,
+        backend: str = "mercury",
         api_key: str | None = None,
         remote_model: str | None = None,
+        *,
+        ca_bundle: str | None = None,
+        identity_key: str | None = None,
     ) -> None:
-        self.base_url = base_url.rstrip("/")
+        if backend not in BACKENDS:
+            raise EngineError(f"Unknown backend {backend!r}; use one of {', '.join(BACKENDS)}.")
+        self.base_url = base_url(url)
+        self.shown_url = shown_url(self.base_url)
         self.backend = backend
-        self.remote_model = remote_model
-        key = api_key or os.environ.get("MERCURY_API_KEY")
+        self.remote_model = remote_model or (INCEPTION_MODEL if backend == "inception" else None)
+        self.identity_key = identity_key
+        names = KEY_VARIABLES.get(backend, ("MERCURY_API_KEY",))
+        key = api_key or next((os.environ[n] for n in names if os.environ.get(n)), None)
         self._headers = {"Authorization": f"Bearer {key}"} if key else {}
+        self._ssl = tls_context(ca_bundle)
         self._session: aiohttp.ClientSession | None = None
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                headers=self._headers,
-                timeout=aiohttp.ClientTimeout(total=None, connect=2.0),
-            )
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, connect=2.0))
         return self._session
 
     async def close(self) -> None:
@@ -68,105 +119,89 @@ class EngineClient:
             await self._session.close()
 
     async def health(self, timeout: float = 2.0) -> dict[str, Any]:
-        """GET /health (our engine); other backends count as ready when they answer at all."""
-        path = "/health" if self.backend == "mercury" else "/v1/models"
-        body = await self._call("GET", path, None, timeout)
+        """GET /health (our engine, which proves itself when it must); other backends count as ready when their
+        model list answers."""
         if self.backend != "mercury":
+            await self._call("GET", "/v1/models", None, timeout)
             return {"status": "ok", "model": self.remote_model}
+        return await self._health(timeout)
+
+    async def _health(self, timeout: float) -> dict[str, Any]:
+        # /health is open: the key is not sent with it, so a stranger on the engine's port never sees the key.
+        if self.identity_key is None:
+            return await self._call("GET", "/health", None, timeout, {})
+        challenge = engine_identity.new_challenge()
+        proof: list[str | None] = []
+        body = await self._call("GET", "/health", None, timeout, {engine_identity.CHALLENGE_HEADER: challenge}, proof)
+        if not engine_identity.verify(self.identity_key, challenge, proof[0]):
+            raise EngineError(f"The engine at {self.shown_url} cannot prove it is this user's engine (another "
+                              "program may hold its port); no text was sent to it.", unreachable=True)
         return body
 
     async def infill(self, request: InfillRequest, timeout: float = 60.0) -> InfillResult:
         """Ask for the text between `prefix` and `suffix`."""
         started = time.perf_counter()
+        if self.identity_key is not None:
+            await self._health(min(timeout, 2.0))  # before the buffer leaves: is this still our engine?
         if self.backend == "mercury":
-            body = await self._call("POST", "/v1/infill", self._mercury_body(request), timeout)
+            body = await self._call("POST", "/v1/infill", request.to_json(), timeout)
+            answer = self._read(parse_infill_answer, body)
         else:
-            body = await self._call("POST", "/v1/completions", self._openai_body(request), timeout)
-        try:
-            if self.backend == "mercury":
-                completions = _mercury_completions(body)
-                tokens = body.get("tokens")
-            else:
-                completions = tuple(Completion(choice.get("text", ""), 0) for choice in body.get("choices", []))
-                tokens = (body.get("usage") or {}).get("completion_tokens")
-        except (AttributeError, TypeError) as error:  # a remote server with another answer shape
-            raise EngineError(f"The engine at {self.base_url} answered in an unknown shape.") from error
-        if not all(isinstance(c.text, str) for c in completions):
-            raise EngineError("The engine answered with text that is not a string.")
-        steps, engine_ms = body.get("steps"), body.get("ms")
+            route = ROUTES[self.backend]
+            body = await self._call("POST", ROUTE_PATHS[route], completion_body(request, route, self.remote_model),
+                                    timeout)
+            answer = self._read(parse_completion_answer, body)
         round_trip_ms = (time.perf_counter() - started) * 1000
-        return InfillResult(completions, _int_or_none(tokens), _int_or_none(steps),
-                            _float_or_none(engine_ms), round_trip_ms)
+        return InfillResult(answer.completions, answer.tokens, answer.steps, answer.ms, round_trip_ms)
 
-    def _mercury_body(self, request: InfillRequest) -> dict[str, Any]:
-        return request.to_json()
+    def _read(self, parse: Any, body: dict[str, Any]) -> InfillAnswer:
+        try:
+            return parse(body)
+        except ValueError as error:  # a server with another answer shape
+            raise EngineError(f"The engine at {self.shown_url} answered in an unknown shape ({error}).") from None
 
-    def _openai_body(self, request: InfillRequest) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "prompt": request.prefix,
-            "suffix": request.suffix,
-            "max_tokens": request.max_tokens,
-            "n": request.n,
-            "temperature": 0,
-        }
-        if self.remote_model:
-            body["model"] = self.remote_model
-        if request.single_line:
-            body["stop"] = ["\n"]
-        return body
-
-    async def _call(self, method: str, path: str, body: Any, timeout: float) -> dict[str, Any]:
+    async def _call(self, method: str, path: str, body: Any, timeout: float,
+                    headers: dict[str, str] | None = None, proof: list[str | None] | None = None) -> dict[str, Any]:
+        """One request; `headers` replace the key (None: send the key); `proof` receives the proof header."""
+        headers = self._headers if headers is None else headers
         try:
             async with self._http().request(
-                method, self.base_url + path, json=body,
+                method, self.base_url + path, json=body, headers=headers, ssl=self._ssl,
                 timeout=aiohttp.ClientTimeout(total=timeout, connect=2.0),
             ) as response:
                 payload = await _json_or_none(response)
+                if proof is not None:
+                    proof.append(response.headers.get(engine_identity.PROOF_HEADER))
                 if response.status >= 400:
                     raise EngineError(_error_message(payload, response), status=response.status)
+        except aiohttp.ClientSSLError as error:
+            raise EngineError(f"The engine at {self.shown_url} has a certificate this machine does not trust "
+                              f"({type(error).__name__}); set a CA bundle for it.", unreachable=True) from error
         except (aiohttp.ClientConnectionError, asyncio.TimeoutError, OSError) as error:
             raise EngineError(
-                f"The engine at {self.base_url} cannot be reached ({type(error).__name__}).",
+                f"The engine at {self.shown_url} cannot be reached ({type(error).__name__}).",
                 unreachable=True,
             ) from error
         if not isinstance(payload, dict):
-            raise EngineError(f"The engine at {self.base_url} answered {path} with no JSON object.")
+            raise EngineError(f"The engine at {self.shown_url} answered {path} with no JSON object.")
         return payload
-
-
-def _mercury_completions(body: dict[str, Any]) -> tuple[Completion, ...]:
-    """The answer's candidates (or its one text) with their confidence spans where the engine sent them."""
-    if body.get("candidates"):
-        texts = body["candidates"]
-        spans = body.get("candidate_spans") or [None] * len(texts)
-    else:
-        texts, spans = [body.get("text", "")], [body.get("spans")]
-    return tuple(
-        Completion(text, 0, parse_spans(raw, text) if isinstance(text, str) else ())
-        for text, raw in zip(texts, spans)
-    )
 
 
 async def _json_or_none(response: aiohttp.ClientResponse) -> Any:
     try:
         return await response.json(content_type=None)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than Python parses
         return None
 
 
 def _error_message(payload: Any, response: aiohttp.ClientResponse) -> str:
+    """The server's own sentence: OpenAI's `{"error": {"message"}}` (ours, Inception's, recent vLLM) or older
+    vLLM's `{"object": "error", "message"}`."""
+    message = None
     if isinstance(payload, dict) and isinstance(payload.get("error"), dict):
         message = payload["error"].get("message")
-        if message:
-            return f"The engine refused the request: {message}"
+    elif isinstance(payload, dict) and payload.get("object") == "error":
+        message = payload.get("message")
+    if isinstance(message, str) and message:
+        return f"The engine refused the request: {message[:500]}"
     return f"The engine answered HTTP {response.status} {response.reason}."
-
-
-def _int_or_none(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _float_or_none(value: Any) -> float | None:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    return None

@@ -1,5 +1,5 @@
 """The /v1/infill contract: one request type with its ranges, read once at the engine's HTTP boundary and built
-by the language server's client, and the answer's per-token confidence spans.
+by the language server's client, and the answer with its per-token confidence spans, read by the client.
 
 Pure Python (no torch): the language server imports it without the engine.
 """
@@ -195,3 +195,42 @@ def parse_spans(raw: Any, text: str) -> tuple[Span, ...]:
         spans.append(Span(start, end, float(confidence)))
         at = end
     return tuple(spans) if at == len(text) else ()
+
+
+@dataclass(frozen=True)
+class InfillAnswer:
+    """An engine's answer as the client reads it (from /v1/infill or an OpenAI-style route); None where the server
+    gave no such figure."""
+
+    completions: tuple[Completion, ...]
+    tokens: int | None
+    steps: int | None
+    ms: float | None
+
+
+def answer_count(value: Any) -> int | None:
+    return value if _is_int(value) and value >= 0 else None
+
+
+def answer_ms(value: Any) -> float | None:
+    return float(value) if _is_number(value) and value >= 0 else None
+
+
+def parse_infill_answer(body: Any) -> InfillAnswer:
+    """The candidates (or the one text) of a /v1/infill answer with their spans; raises ValueError on another
+    shape."""
+    if not isinstance(body, dict):
+        raise ValueError("the answer is not a JSON object")
+    if body.get("candidates"):
+        texts = body["candidates"]
+        spans = body.get("candidate_spans")
+        if not isinstance(texts, list) or not isinstance(spans, (list, type(None))):
+            raise ValueError("the candidates are not a list")
+        spans = spans if spans is not None and len(spans) == len(texts) else [None] * len(texts)
+    else:
+        texts, spans = [body.get("text")], [body.get("spans")]
+    if not all(isinstance(text, str) for text in texts):
+        raise ValueError("a completion is not a string")
+    completions = tuple(Completion(text, 0, parse_spans(raw, text)) for text, raw in zip(texts, spans))
+    return InfillAnswer(completions, answer_count(body.get("tokens")), answer_count(body.get("steps")),
+                        answer_ms(body.get("ms")))

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Literal
 
-from mercury_lsp.engine_client import EngineClient, EngineError
+from mercury_lsp.engine_client import INCEPTION_URL, EngineClient, EngineError
 from mercury_lsp.settings import Settings
 
 State = Literal["loading", "ready", "error", "disabled"]
@@ -24,23 +24,41 @@ CONFIGURED_GRACE_S = 2.0
 RETRY_AFTER_S = 15.0
 
 
+def _ca_bundle(settings: Settings) -> str | None:
+    # `caBundle` joins the settings model with the schema change that adds it; until then the system store decides.
+    return getattr(settings, "ca_bundle", None)
+
+
 def _engine_settings(settings: Settings) -> tuple:
     return (settings.enabled, settings.engine_url, settings.backend, settings.api_key,
-            settings.remote_model, settings.auto_start, settings.model, settings.device)
+            settings.remote_model, settings.auto_start, settings.model, settings.device, _ca_bundle(settings))
 
 
-async def _local_engine_url(settings: Settings) -> str:
-    """URL of the machine's shared engine, started detached when none answers (and allowed)."""
+async def _local_engine(settings: Settings) -> EngineClient:
+    """A client of this user's shared engine, started detached when none answers (and allowed): the engine must
+    prove it holds the runtime folder's secret before it is sent any text."""
     # The daemon uses POSIX file locks: import it only when the local engine is wanted.
     from mercury_lsp.engine import daemon
 
-    if settings.auto_start:
-        endpoint = await asyncio.to_thread(daemon.ensure_engine, settings.model, settings.device, 0)
-        return endpoint.url
-    endpoint = await asyncio.to_thread(daemon.running_engine)
+    try:
+        if settings.auto_start:
+            endpoint = await asyncio.to_thread(daemon.ensure_engine, settings.model, settings.device, 0)
+        else:
+            endpoint = await asyncio.to_thread(daemon.running_engine)
+    except daemon.DaemonError as error:
+        raise EngineError(str(error)) from None
     if endpoint is None:
         raise EngineError("No engine is running and mercury.autoStart is false.")
-    return endpoint.url
+    return EngineClient(endpoint.url, "mercury", endpoint.key, identity_key=endpoint.key)
+
+
+async def _client(settings: Settings) -> EngineClient:
+    """A client of the configured engine, Inception's service for the `inception` backend, else the local one."""
+    url = settings.engine_url or (INCEPTION_URL if settings.backend == "inception" else None)
+    if url is None:
+        return await _local_engine(settings)
+    return EngineClient(url, settings.backend, settings.api_key, settings.remote_model,
+                        ca_bundle=_ca_bundle(settings))
 
 
 class EngineLink:
@@ -124,9 +142,8 @@ class EngineLink:
     async def _start(self) -> None:
         settings = self.settings
         try:
-            url = settings.engine_url or await _local_engine_url(settings)
-            client = EngineClient(url, settings.backend, settings.api_key, settings.remote_model)
-            grace = CONFIGURED_GRACE_S if settings.engine_url else START_GRACE_S
+            client = await _client(settings)
+            grace = START_GRACE_S if client.identity_key else CONFIGURED_GRACE_S
             try:
                 await self._wait_until_ready(client, grace)
             except BaseException:

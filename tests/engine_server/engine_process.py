@@ -1,15 +1,21 @@
-"""A real `mercury-engine serve` process for tests, and a reader for its Prometheus text."""
+"""A real `mercury-engine serve` process for tests, a raw HTTP exchange with it, and a reader for its Prometheus
+text (prometheus_client's own parser)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
 
 START_TIMEOUT_S = 60.0
 
@@ -41,6 +47,9 @@ class EngineProcess:
         with urllib.request.urlopen(self.url + "/health", timeout=5) as response:
             return json.loads(response.read())
 
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
     def wait_ready(self) -> None:
         deadline = time.monotonic() + START_TIMEOUT_S
         while (status := self.health()["status"]) == "loading":
@@ -60,9 +69,27 @@ class EngineProcess:
 
 
 def metric(text: str, name: str, labels: str = "") -> float:
-    """One sample's value from Prometheus text (0 when absent)."""
-    wanted = f"{name}{{{labels}}}" if labels else name
-    for line in text.splitlines():
-        if not line.startswith("#") and line.rsplit(" ", 1)[0] == wanted:
-            return float(line.rsplit(" ", 1)[1])
+    """One sample's value from Prometheus text (0 when absent); `labels` as written in the text: `a="x",b="y"`."""
+    wanted = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', labels))
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == wanted:
+                return float(sample.value)
     return 0.0
+
+
+async def raw_exchange(url: str, data: bytes, timeout: float = 10.0) -> tuple[int, dict[str, str], bytes]:
+    """Send bytes as they are on a fresh connection; the status, headers (lower-case names) and body of the
+    answer, read until the server closes the connection."""
+    parts = urllib.parse.urlsplit(url)
+    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+    try:
+        writer.write(data)
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(-1), timeout)
+    finally:
+        writer.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = dict((k.strip().lower(), v.strip()) for k, _, v in (line.partition(":") for line in lines[1:]))
+    return int(lines[0].split()[1]), headers, body

@@ -108,13 +108,13 @@ async def test_a_killed_engine_is_restarted_and_the_next_request_goes_through(ru
 
     async def infill_restarting(session: aiohttp.ClientSession) -> dict:
         """What the language server's client does: on a dead connection, ensure the engine and send again."""
-        url = daemon.ensure_engine(str(tiny_checkpoint), "cpu", timeout=60).url
+        endpoint = daemon.ensure_engine(str(tiny_checkpoint), "cpu", timeout=60)
         try:
-            async with session.post(url + "/v1/infill", json=body) as response:
+            async with session.post(endpoint.url + "/v1/infill", json=body, headers=endpoint.headers()) as response:
                 return await response.json()
         except aiohttp.ClientConnectionError:
-            url = daemon.ensure_engine(str(tiny_checkpoint), "cpu", timeout=60).url
-            async with session.post(url + "/v1/infill", json=body) as response:
+            endpoint = daemon.ensure_engine(str(tiny_checkpoint), "cpu", timeout=60)
+            async with session.post(endpoint.url + "/v1/infill", json=body, headers=endpoint.headers()) as response:
                 return await response.json()
 
     async with aiohttp.ClientSession() as session:

@@ -1,11 +1,14 @@
-"""The HTTP API of a real engine process: health, infill, OpenAI completions, errors, metrics."""
+"""The HTTP API of a real engine process: health, infill, OpenAI and Inception completions, errors, metrics."""
 
 from __future__ import annotations
+
+import json
+import math
 
 import aiohttp
 import pytest
 import torch
-from engine_process import metric
+from engine_process import metric, raw_exchange
 
 from mercury_lsp.engine.checkpoint import load_checkpoint
 from mercury_lsp.engine.infill import InfillEngine, InfillRequest
@@ -124,6 +127,16 @@ async def test_completions_cut_text_at_stop_strings(shared_engine):
         ({"prefix": "x", "max_tokens": 100000}, 400, "'max_tokens' must be an integer from 1"),
         ({"prefix": "x", "colour": "red"}, 400, "Unknown field 'colour'"),
         ({"suffix": "x"}, 400, "'prefix' is required"),
+        ("[" * 100_000, 400, "nested too deeply"),
+        ('{"prefix": "x", "timeout_ms": NaN}', 400, "NaN is not a JSON number"),
+        ('{"prefix": "x", "seed": ' + "9" * 5000 + "}", 400, "not valid JSON"),
+        ({"prefix": "x", "seed": 2**64}, 400, "'seed' must be an integer from 0 to 18446744073709551615"),
+        ({"prefix": "x", "seed": -1}, 400, "'seed' must be an integer from 0"),
+        ({"prefix": "x", "timeout_ms": 0}, 400, "'timeout_ms' must be a number above 0 and at most 600000"),
+        ({"prefix": "x", "timeout_ms": 10**9}, 400, "'timeout_ms' must be a number above 0 and at most 600000"),
+        ({"prefix": "x", "n": 1000}, 400, "'n' must be an integer from 1 to 8"),
+        ({"prefix": "x", "max_tokens": -1}, 400, "'max_tokens' must be an integer from 1 to 256"),
+        (b'{"prefix": "\xc3\x28"}', 400, "not UTF-8"),
     ],
 )
 async def test_bad_infill_requests_get_one_sentence(shared_engine, body, status, phrase):
@@ -133,16 +146,76 @@ async def test_bad_infill_requests_get_one_sentence(shared_engine, body, status,
     assert payload["error"]["type"] == "invalid_request_error"
 
 
-async def test_bad_completion_requests(shared_engine):
-    for body, phrase in [
+@pytest.mark.parametrize("path", ["/v1/completions", "/v1/fim/completions"])
+@pytest.mark.parametrize(
+    ("body", "phrase"),
+    [
         ({"prompt": 5}, "'prompt' must be a string"),
+        ({"suffix": "x"}, "'prompt' is required"),
+        ({"prompt": ["a", "b"]}, "one prompt per request"),
         ({"prompt": "x", "stop": 3}, "'stop' must be"),
-        ({"prompt": "x", "stream": True}, "Streaming is not supported"),
+        ({"prompt": "x", "stop": [""]}, "'stop' must be"),
+        ({"prompt": "x", "stream": "yes"}, "'stream' must be true or false"),
+        ({"prompt": "x", "stream_options": {"include_usage": True}}, "needs stream: true"),
         ({"prompt": "x", "n": 99}, "'n' must be an integer from 1 to 8"),
-    ]:
-        status, payload, _ = await post(shared_engine.url, "/v1/completions", body)
-        assert status == 400, payload
-        assert phrase in payload["error"]["message"]
+        ({"prompt": "x", "max_tokens": 0}, "'max_tokens' must be an integer from 1 to 256"),
+        ({"prompt": "x", "max_tokens": 512}, "'max_tokens' must be an integer from 1 to 256"),
+        ({"prompt": "x", "top_p": 2}, "'top_p' must be a number from 0 to 1"),
+        ({"prompt": "x", "top_k": 0}, "'top_k' must be a number from -1 to 1000"),
+        ({"prompt": "x", "echo": True}, "'echo' is not supported"),
+        ({"prompt": "x", "logprobs": 9}, "'logprobs' must be an integer from 0 to 5"),
+        ({"prompt": "x", "model": 3}, "'model' must be a string"),
+        ({"prompt": "x", "seed": 2**64}, "'seed' must be an integer from 0 to 18446744073709551615"),
+        ({"prompt": "x", "timeout_ms": 1e12}, "'timeout_ms' must be a number above 0 and at most 600000"),
+    ],
+)
+async def test_bad_completion_requests_get_one_sentence(shared_engine, path, body, phrase):
+    status, payload, _ = await post(shared_engine.url, path, body)
+    assert status == 400, payload
+    assert phrase in payload["error"]["message"]
+    assert payload["error"]["type"] == "invalid_request_error"
+
+
+async def test_fim_completions_speak_inceptions_shape(shared_engine, tiny_checkpoint):
+    """The fields Inception's FIMCompletionResponse requires, its usage fields, its default stop strings, and a
+    warning for the sampling fields a diffusion sampler does not apply."""
+    body = {"model": "mercury-edit-2", "prompt": PREFIX, "suffix": SUFFIX, "max_tokens": 24, "seed": 2}
+    status, answer, _ = await post(shared_engine.url, "/v1/fim/completions", body)
+    assert status == 200, answer
+    assert {"id", "object", "created", "model", "choices", "usage"} <= set(answer)
+    assert answer["object"] == "text_completion" and answer["model"] == tiny_checkpoint.name
+    assert set(answer["usage"]) == {"prompt_tokens", "completion_tokens", "total_tokens", "reasoning_tokens",
+                                    "cached_input_tokens"}
+    (choice,) = answer["choices"]
+    assert choice["index"] == 0 and choice["finish_reason"] in ("stop", "length")
+    assert "\n\n" not in choice["text"] and "\n \n" not in choice["text"]
+    assert "warning" not in answer
+    _, no_stop, _ = await post(shared_engine.url, "/v1/completions", body)
+    text = no_stop["choices"][0]["text"]
+    cut = min((i for i in (text.find("\n\n"), text.find("\n \n")) if i >= 0), default=len(text))
+    assert choice["text"] == text[:cut], "Inception's default stop strings, nothing else, make the difference"
+    _, warned, _ = await post(shared_engine.url, "/v1/fim/completions",
+                              {**body, "top_p": 0.5, "presence_penalty": 1.5, "top_k": -1, "frequency_penalty": 0})
+    assert warned["warning"] == ("This engine does not apply top_p, presence_penalty; the answer was sampled "
+                                 "without them.")
+    assert warned["choices"][0]["text"] == choice["text"]
+
+
+async def test_answers_carry_confidence_as_legacy_logprobs(shared_engine):
+    """tokens spell the text, text_offset points into it, token_logprobs are the spans' log confidences."""
+    _, infill, _ = await post(shared_engine.url, "/v1/infill", {"prefix": PREFIX, "suffix": SUFFIX, "max_tokens": 12})
+    for path in ("/v1/completions", "/v1/fim/completions"):
+        _, answer, _ = await post(shared_engine.url, path,
+                                  {"prompt": PREFIX, "suffix": SUFFIX, "max_tokens": 12, "stop": None})
+        choice = answer["choices"][0]
+        assert choice["text"] == infill["text"]
+        logprobs = choice["logprobs"]
+        assert "".join(logprobs["tokens"]) == choice["text"]
+        assert logprobs["text_offset"] == [s["start"] for s in infill["spans"]]
+        # /v1/infill rounds confidences to 4 decimals
+        assert [math.exp(lp) for lp in logprobs["token_logprobs"]] == pytest.approx(
+            [s["confidence"] for s in infill["spans"]], abs=1.5e-4)
+        assert all(lp <= 0 for lp in logprobs["token_logprobs"])
 
 
 async def test_body_over_the_limit_is_413(shared_engine):
@@ -152,10 +225,31 @@ async def test_body_over_the_limit_is_413(shared_engine):
     assert payload["error"]["type"] == "request_too_large"
 
 
-async def test_unknown_path_is_a_json_404(shared_engine):
+async def test_unknown_path_and_wrong_method_are_json(shared_engine):
     status, payload, _ = await post(shared_engine.url, "/v1/nothing", {})
-    assert status == 404
-    assert payload["error"]["message"]
+    assert (status, payload["error"]["message"]) == (404, "There is no route /v1/nothing here.")
+    async with aiohttp.ClientSession() as session:
+        async with session.get(shared_engine.url + "/v1/infill") as response:
+            assert response.status == 405
+            assert (await response.json())["error"]["message"] == "/v1/infill does not take GET requests."
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"GARBAGE\r\n\r\n", "BadHttpMethod"),
+        (b"GET /health HTTP/1.1\r\nHost: x\r\nNo colon here\r\n\r\n", "BadHttpMessage"),
+        (b"GET /health HTTP/1.1\r\nHost: x\r\nX-Long: " + b"a" * 20_000 + b"\r\n\r\n", "LineTooLong"),
+        (b"POST /v1/infill HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n\r\n", "BadHttpMessage"),
+    ],
+)
+async def test_malformed_http_is_answered_in_the_json_shape(shared_engine, raw, reason):
+    status, headers, body = await raw_exchange(shared_engine.url, raw)
+    assert status == 400
+    assert headers["content-type"].startswith("application/json")
+    assert json.loads(body) == {"error": {"message": f"The request is not valid HTTP/1.1 ({reason}).",
+                                          "type": "invalid_request_error"}}
+    assert shared_engine.health()["status"] == "ok"
 
 
 async def test_metrics_count_requests_in_prometheus_text(shared_engine):

@@ -1,35 +1,72 @@
-"""The Prometheus text the engine renders: cumulative buckets, escaped labels, windowed token rate."""
+"""/metrics as prometheus_client's own parser reads it: every metric name the engine has always published, with its
+type, cumulative buckets, escaped labels and the windowed token rate."""
 
 from __future__ import annotations
 
+import aiohttp
 from engine_process import metric
+from prometheus_client.parser import text_string_to_metric_families
 
-from mercury_lsp.engine.metrics import EngineMetrics, Histogram, TokenRate
+from mercury_lsp.engine.metrics import EngineMetrics, TokenRate
+
+# name -> type: the names dashboards were built on before prometheus_client rendered them
+FAMILIES = {
+    "mercury_requests": "counter",
+    "mercury_cancellations": "counter",
+    "mercury_generated_tokens": "counter",
+    "mercury_steps": "counter",
+    "mercury_queue_depth": "gauge",
+    "mercury_active_requests": "gauge",
+    "mercury_tokens_per_second": "gauge",
+    "mercury_batch_size": "histogram",
+    "mercury_step_seconds": "histogram",
+    "mercury_request_seconds": "histogram",
+    "mercury_model_info": "gauge",  # the text format (0.0.4) writes prometheus_client's Info as a gauge
+}
+SAMPLES = {
+    "mercury_requests_total", "mercury_generated_tokens_total", "mercury_steps_total", "mercury_queue_depth",
+    "mercury_active_requests", "mercury_tokens_per_second", "mercury_batch_size_bucket", "mercury_batch_size_sum",
+    "mercury_batch_size_count", "mercury_step_seconds_bucket", "mercury_request_seconds_count", "mercury_model_info",
+}
 
 
-def test_histogram_buckets_are_cumulative():
-    histogram = Histogram((0.1, 1.0))
-    for value in (0.05, 0.5, 0.7, 3.0):
-        histogram.observe(value)
-    lines = histogram.lines("x")
-    assert lines == ['x_bucket{le="0.1"} 1', 'x_bucket{le="1"} 3', 'x_bucket{le="+Inf"} 4', "x_sum 4.25",
-                     "x_count 4"]
+def families(text: str) -> dict[str, str]:
+    return {family.name: family.type for family in text_string_to_metric_families(text)}
 
 
-def test_labels_are_escaped_and_counts_add_up():
+async def test_the_engines_metrics_parse_and_keep_every_name(shared_engine):
+    async with aiohttp.ClientSession() as session:
+        async with session.post(shared_engine.url + "/v1/infill", json={"prefix": "x = ", "max_tokens": 4}) as done:
+            assert done.status == 200
+        async with session.get(shared_engine.url + "/metrics") as response:
+            assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+            text = await response.text()
+    assert families(text) == FAMILIES
+    names = {sample.name for family in text_string_to_metric_families(text) for sample in family.samples}
+    assert SAMPLES <= names, SAMPLES - names
+    assert not any(name.endswith("_created") for name in names)
+    assert metric(text, "mercury_model_info", 'device="cpu",model="model",state="ok"') == 1
+    assert metric(text, "mercury_requests_total", 'endpoint="/v1/infill",status="200"') >= 1
+    assert metric(text, "mercury_steps_total") > 0
+
+
+def test_buckets_are_cumulative_and_labels_escaped():
     metrics = EngineMetrics()
     metrics.set_model("ok", 'we"ird\\name\n', "cpu")
     metrics.count_request("/v1/infill", 200)
     metrics.count_request("/v1/infill", 200)
     metrics.count_cancellation("disconnect")
-    metrics.record_step(batch=3, seconds=0.02)
-    text = metrics.render()
-    assert 'mercury_model_info{model="we\\"ird\\\\name\\n",device="cpu",state="ok"} 1' in text
+    for batch in (3, 1, 40):
+        metrics.record_step(batch=batch, seconds=0.02)
+    text = metrics.render().decode()
     assert metric(text, "mercury_requests_total", 'endpoint="/v1/infill",status="200"') == 2
     assert metric(text, "mercury_cancellations_total", 'reason="disconnect"') == 1
-    assert metric(text, "mercury_batch_size_bucket", 'le="2"') == 0
-    assert metric(text, "mercury_batch_size_bucket", 'le="4"') == 1
-    assert text.endswith("\n")
+    assert metric(text, "mercury_batch_size_bucket", 'le="2.0"') == 1
+    assert metric(text, "mercury_batch_size_bucket", 'le="4.0"') == 2
+    assert metric(text, "mercury_batch_size_bucket", 'le="+Inf"') == 3
+    assert metric(text, "mercury_batch_size_sum") == 44
+    info = [s for f in text_string_to_metric_families(text) for s in f.samples if s.name == "mercury_model_info"]
+    assert [s.labels for s in info] == [{"model": 'we"ird\\name\n', "device": "cpu", "state": "ok"}]
 
 
 def test_token_rate_forgets_old_requests():

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import socket
 import subprocess
+import sys
+import time
 
 import pytest
 from lsprotocol import types
@@ -129,3 +133,126 @@ def test_stdio_ends_with_the_exit_code_lsp_asks_for(messages: list[str], code: i
     with open(from_file, "rb") as stdin:  # not a pipe: pygls' own reader serves it
         done = subprocess.run(SERVER, stdin=stdin, capture_output=True, timeout=30)
     assert done.returncode in (0, code) and b"Traceback" not in done.stderr
+
+
+def _answers(stdout: bytes) -> list[dict]:
+    """The server's messages, read frame by frame (answers and errors; log notifications dropped)."""
+    messages = []
+    while stdout:
+        head, _, rest = stdout.partition(b"\r\n\r\n")
+        length = int(head.split(b"Content-Length: ")[1].split(b"\r\n")[0])
+        messages.append(json.loads(rest[:length]))
+        stdout = rest[length:]
+    return [m for m in messages if "id" in m]
+
+
+INITIALIZE = '{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"capabilities":{}}}'
+SHUTDOWN = '{"jsonrpc":"2.0","id":"last","method":"shutdown"}'
+EXIT = '{"jsonrpc":"2.0","method":"exit"}'
+
+
+def _serve(data: bytes, tmp_path, through: str = "pipe") -> tuple[int, list[dict], bytes]:
+    if through == "pipe":
+        done = subprocess.run(SERVER, input=data, capture_output=True, timeout=60)
+    else:
+        path = tmp_path / "input"
+        path.write_bytes(data)
+        with open(path, "rb") as stdin:
+            done = subprocess.run(SERVER, stdin=stdin, capture_output=True, timeout=60)
+    return done.returncode, _answers(done.stdout), done.stderr
+
+
+MALFORMED = [
+    # (bytes, the error the client gets: (id, code))
+    (b"Content-Length: 9\r\n\r\n{not json", (None, -32700)),
+    (_frame("[1, 2]"), (None, -32600)),
+    (_frame('{"id": 5, "method": "shutdown"}'), (5, -32600)),  # no "jsonrpc": "2.0"
+    (_frame('{"jsonrpc": "2.0", "id": true, "method": "shutdown"}'), (None, -32600)),
+    (_frame('{"jsonrpc": "2.0", "id": 6, "method": 7}'), (6, -32600)),
+    (_frame('{"jsonrpc": "2.0", "method": "x", "params": ' + "[" * 50_000 + "]" * 50_000 + "}"), (None, -32700)),
+    (_frame('{"jsonrpc": "2.0", "id": 1e999, "method": "x"}'), (None, -32600)),
+    (b"Content-Length: 4\r\n\r\n\xff\xfe\xfd\xfc", (None, -32700)),
+    (b"X-Header: " + b"x" * 100_000 + b"\r\n\r\n", (None, -32700)),  # one header line longer than 64 KiB
+    (b"Content-Type: text/plain; charset=latin-1\r\nContent-Length: 2\r\n\r\n{}", (None, -32700)),
+    (b"Content-Length: 99999999999\r\n\r\n", (None, -32700)),
+]
+
+
+@pytest.mark.parametrize("through", ["pipe", "file"])
+def test_every_malformed_frame_is_answered_and_the_server_keeps_serving(through, tmp_path) -> None:
+    data = _frame(INITIALIZE)
+    for raw, _ in MALFORMED[:-1]:  # the last one swallows the rest of the stream as its body
+        data += raw
+    data += _frame(SHUTDOWN) + _frame(EXIT)
+    code, answers, stderr = _serve(data, tmp_path, through)
+    assert code == 0, stderr.decode()[-2000:]
+    errors = [(a.get("id"), a["error"]["code"]) for a in answers if "error" in a]
+    assert errors == [expected for _, expected in MALFORMED[:-1]]
+    assert answers[0]["id"] == 0 and "capabilities" in answers[0]["result"]
+    assert answers[-1] == {"jsonrpc": "2.0", "id": "last", "result": None}
+    assert b"Traceback" not in stderr
+
+
+def test_a_body_longer_than_its_content_length_costs_that_message_not_the_session(tmp_path) -> None:
+    """The cut body is not JSON (one error); its rest reads as a header section (another); the reader finds the
+    next frame right after it."""
+    short = json.dumps({"jsonrpc": "2.0", "id": 7, "method": "shutdown", "params": None, "pad": "x" * 70_000})
+    data = _frame(INITIALIZE) + b"Content-Length: 10\r\n\r\n" + short.encode() + _frame(SHUTDOWN) + _frame(EXIT)
+    code, answers, stderr = _serve(data, tmp_path)
+    assert code == 0
+    assert [(a.get("id"), a.get("error", {}).get("code")) for a in answers] == [
+        (0, None), (None, -32700), (None, -32700), ("last", None)]
+
+
+def test_header_names_in_any_case_and_extra_headers(tmp_path) -> None:
+    body = INITIALIZE.encode()
+    data = (b"content-length: %d\r\nCONTENT-TYPE: application/vscode-jsonrpc; charset=utf-8\r\nX-Other: 1\r\n\r\n"
+            % len(body) + body + b"CoNtEnT-LeNgTh: %d\r\n\r\n" % len(SHUTDOWN) + SHUTDOWN.encode() + _frame(EXIT))
+    code, answers, _ = _serve(data, tmp_path)
+    assert code == 0
+    assert [a["id"] for a in answers] == [0, "last"]
+
+
+def test_requests_after_shutdown_are_invalid_requests(tmp_path) -> None:
+    after = [
+        '{"jsonrpc":"2.0","id":2,"method":"textDocument/inlineCompletion","params":{"textDocument":{"uri":"file:///a"},'
+        '"position":{"line":0,"character":0},"context":{"triggerKind":1}}}',
+        '{"jsonrpc":"2.0","id":3,"method":"textDocument/hover","params":{}}',
+        '{"jsonrpc":"2.0","id":4,"method":"shutdown"}',
+        '{"jsonrpc":"2.0","method":"textDocument/didOpen","params":{}}',
+    ]
+    data = _frame(INITIALIZE) + _frame(SHUTDOWN) + b"".join(_frame(m) for m in after) + _frame(EXIT)
+    code, answers, _ = _serve(data, tmp_path)
+    assert code == 0
+    assert [(a["id"], a.get("error", {}).get("code")) for a in answers] == [
+        (0, None), ("last", None), (2, -32600), (3, -32600), (4, -32600)]
+
+
+def test_tcp_serves_with_the_same_frame_reader(tmp_path) -> None:
+    """`serve_tcp` (for --tcp): the long header line that ended pygls' TCP reader is one error here too."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    code = ("from mercury_lsp.server import server; from mercury_lsp.transport import serve_tcp; "
+            f"serve_tcp(server, '127.0.0.1', {port})")
+    process = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE)
+    try:
+        for _ in range(300):
+            try:
+                connection = socket.create_connection(("127.0.0.1", port))
+                break
+            except OSError:
+                assert process.poll() is None, process.stderr.read().decode()
+                time.sleep(0.05)
+        data = (_frame(INITIALIZE) + b"x-long: " + b"a" * 100_000 + b"\r\n\r\n" + _frame(SHUTDOWN) + _frame(EXIT))
+        connection.sendall(data)
+        received = b""
+        while chunk := connection.recv(65536):
+            received += chunk
+        connection.close()
+        assert process.wait(30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+    answers = _answers(received)
+    assert [(a["id"], a.get("error", {}).get("code")) for a in answers] == [(0, None), (None, -32700), ("last", None)]

@@ -1,8 +1,10 @@
-"""Property-based robustness: random edits, positions, URIs and params never stop the server."""
+"""Property-based robustness: random edits, positions, URIs and params never stop the server; a long session keeps
+no finished handler behind."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -119,3 +121,47 @@ def test_the_server_answers_everything_and_keeps_serving(live, script: list[tupl
 
     run(play())
     assert box.client._server.returncode is None
+
+
+class _Sink:
+    """pygls' writer interface, keeping what the server sends."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    def write(self, data: bytes) -> None:
+        self.data += data
+
+    def close(self) -> None:
+        pass
+
+
+async def test_a_long_session_keeps_no_finished_handlers() -> None:
+    """Every notification used to leave its finished future in pygls' table (22,002 after 22,000 of them)."""
+    from mercury_lsp.server import server  # the real server and handlers, driven in this process
+
+    protocol = server.protocol
+    protocol.set_writer(_Sink())
+
+    def send(message: dict[str, Any]) -> None:
+        protocol.receive_frame(json.dumps({"jsonrpc": "2.0", **message}).encode())
+
+    send({"id": 0, "method": "initialize", "params": {
+        "capabilities": {}, "initializationOptions": {"mercury": {**DEAD_ENGINE, "enabled": False}}}})
+    send({"method": "initialized", "params": {}})
+    uri = "file:///work/project/long.py"
+    send({"method": "textDocument/didOpen", "params": {
+        "textDocument": {"uri": uri, "languageId": "python", "version": 1, "text": "x = 1\n"}}})
+    here = {"line": 0, "character": 0}
+    for version in range(2, 2002):
+        send({"method": "textDocument/didChange", "params": {
+            "textDocument": {"uri": uri, "version": version},
+            "contentChanges": [{"range": {"start": here, "end": here}, "text": "a"}]}})
+        if version % 10 == 0:
+            send({"method": "workspace/didChangeConfiguration", "params": {"settings": {"mercury": {"enabled": False}}}})
+            await asyncio.sleep(0)  # let the async handlers finish
+    send({"id": 1, "method": "textDocument/completion", "params": {"textDocument": {"uri": uri}, "position": here}})
+    for _ in range(50):
+        await asyncio.sleep(0.01)
+    assert protocol._request_futures == {}
+    assert b'"id": 1' in protocol.writer.data, "the request after them was answered"

@@ -179,7 +179,9 @@ class Batcher:
             self._engine = InfillEngine(loaded, EngineSettings(max_batch=self.max_batch, **self.engine_options))
             self.model_name, self.device_name = loaded.name, str(loaded.device)
             self.state = "warming"
+            self.metrics.set_model("warming", self.model_name, self.device_name)
             self._engine.warm_up(self._warming)
+            self.metrics.set_captures(self._engine.canvas_step.captures)
             self.message = self._engine.canvas_step.graph_error
         except CheckpointError as error:
             self._fail_load(str(error))

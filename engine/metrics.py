@@ -67,7 +67,10 @@ class EngineMetrics:
                                       buckets=STEP_BUCKETS, registry=registry)
         self.request_seconds = Histogram("mercury_request_seconds", "Latency of finished requests, queue included.",
                                          buckets=LATENCY_BUCKETS, registry=registry)
-        self.model_info = Info("mercury_model", "The served model; state is loading, ok or error.", registry=registry)
+        self.model_info = Info("mercury_model", "The served model; state is loading, warming, ok or error.",
+                               registry=registry)
+        self.graph_captures = Gauge("mercury_cuda_graph_captures", "Step graphs captured (at start-up only).",
+                                    registry=registry)
         self.set_model("loading")
 
     def count_request(self, endpoint: str, status: int) -> None:
@@ -89,6 +92,9 @@ class EngineMetrics:
     def set_load(self, queued: int, active: int) -> None:
         self.queue_depth.set(queued)
         self.active_requests.set(active)
+
+    def set_captures(self, count: int) -> None:
+        self.graph_captures.set(count)
 
     def set_model(self, state: str, name: str = "", device: str = "") -> None:
         self.model_info.info({"model": name, "device": device, "state": state})

@@ -76,6 +76,7 @@ class ServeConfig:
     request_timeout_s: float = 60.0
     idle_exit_minutes: float = 0.0  # 0 = never
     port_file: Path | None = None
+    engine_options: dict = field(default_factory=dict)  # EngineSettings fields: cuda_graphs, confidence, ...
 
 
 @dataclass
@@ -154,7 +155,7 @@ def submit(request: web.Request, infill: InfillRequest,
     try:
         return batcher.submit(infill, on_progress)
     except NotReady as error:
-        retry = 2 if batcher.state == "loading" else None
+        retry = 2 if batcher.state in ("loading", "warming") else None
         raise ApiError(503, str(error), "engine_unavailable", retry_after=retry) from None
     except QueueFull as error:
         raise ApiError(429, str(error), "rate_limit_error", retry_after=1) from None
@@ -522,7 +523,7 @@ async def serve(config: ServeConfig) -> None:
     """Bind first, then load the model in the background, then serve until SIGTERM/SIGINT or idle exit."""
     metrics = EngineMetrics()
     batcher = Batcher(config.model_path, config.device, metrics, config.max_batch, config.max_queue,
-                      config.threads)
+                      config.threads, config.engine_options)
     app = build_app(config, batcher, metrics)
     runner = EngineRunner(app, handler_cancellation=True, access_log_class=AccessLogger, access_log=access_log)
     await runner.setup()

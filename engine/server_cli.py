@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from mercury_lsp.engine import daemon
-from mercury_lsp.engine.cli import add_model_options
+from mercury_lsp.engine.cli import add_confidence_option, add_model_options
 from mercury_lsp.engine.errors import UsageError
 from mercury_lsp.models import resolve_model_path
 
@@ -80,6 +80,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         _positive(name, value)
     if args.threads < 0:
         raise UsageError(f"--threads must be 0 (torch's default) or more (got {args.threads}).")
+    if args.refresh_every < 0:
+        raise UsageError(f"--refresh-every must be 0 (when a canvas changes length) or more (got {args.refresh_every}).")
     if args.idle_exit < 0:
         raise UsageError(f"--idle-exit must be 0 (never) or more minutes (got {args.idle_exit:g}).")
     config = ServeConfig(
@@ -95,6 +97,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         request_timeout_s=args.request_timeout,
         idle_exit_minutes=args.idle_exit,
         port_file=Path(args.port_file) if args.port_file else None,
+        engine_options={"cuda_graphs": not args.no_cuda_graphs, "confidence": args.confidence,
+                        "refresh_every": args.refresh_every, "reuse_suffix": not args.no_suffix_reuse},
     )
     logging.basicConfig(stream=sys.stderr, level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -157,6 +161,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument("--idle-exit", type=float, default=0.0, metavar="MINUTES",
                        help="exit after this many minutes without requests (0 = never)")
     serve.add_argument("--port-file", help="write the URL and pid here once listening (auto-start uses this)")
+    serve.add_argument("--no-cuda-graphs", action="store_true",
+                       help="run each denoising step eagerly instead of replaying graphs captured at start-up")
+    add_confidence_option(serve)
+    serve.add_argument("--refresh-every", type=int, default=0, metavar="N",
+                       help="recompute the context's keys/values every N steps (0: when a canvas changes length)")
+    serve.add_argument("--no-suffix-reuse", action="store_true",
+                       help="recompute the suffix on every request instead of reusing the last keystroke's")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     serve.set_defaults(func=cmd_serve)
 

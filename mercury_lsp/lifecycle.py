@@ -173,9 +173,12 @@ class EngineLink:
                 where = f" on {health['device']}" if health.get("device") else ""
                 self._set("ready", f"{health.get('model') or 'model'}{where}")
                 return
-            if status != "loading":
+            if status == "warming":  # CUDA graphs being captured: the message says how far
+                self._set("loading", health.get("message") or "Preparing the engine.")
+            elif status == "loading":
+                self._set("loading", f"Loading {health.get('model') or 'the model'}.")
+            else:
                 raise EngineError(health.get("message") or f"The engine reports status {status!r}.")
-            self._set("loading", f"Loading {health.get('model') or 'the model'}.")
             await asyncio.sleep(self._poll_s)
 
     def _fail(self, message: str) -> None:

@@ -22,6 +22,7 @@ FAMILIES = {
     "mercury_step_seconds": "histogram",
     "mercury_request_seconds": "histogram",
     "mercury_model_info": "gauge",  # the text format (0.0.4) writes prometheus_client's Info as a gauge
+    "mercury_cuda_graph_captures": "gauge",
 }
 SAMPLES = {
     "mercury_requests_total", "mercury_generated_tokens_total", "mercury_steps_total", "mercury_queue_depth",
@@ -48,6 +49,15 @@ async def test_the_engines_metrics_parse_and_keep_every_name(shared_engine):
     assert metric(text, "mercury_model_info", 'device="cpu",model="model",state="ok"') == 1
     assert metric(text, "mercury_requests_total", 'endpoint="/v1/infill",status="200"') >= 1
     assert metric(text, "mercury_steps_total") > 0
+    assert metric(text, "mercury_cuda_graph_captures") == 0  # a CPU engine captures none
+
+
+async def test_serve_takes_the_engines_step_options(start_engine):
+    engine = start_engine("--no-cuda-graphs", "--confidence", "margin", "--refresh-every", "2", "--no-suffix-reuse")
+    engine.wait_ready()
+    async with aiohttp.ClientSession() as session:
+        async with session.post(engine.url + "/v1/infill", json={"prefix": "x = ", "max_tokens": 4}) as done:
+            assert done.status == 200 and all(0 <= s["confidence"] <= 1 for s in (await done.json())["spans"])
 
 
 def test_buckets_are_cumulative_and_labels_escaped():

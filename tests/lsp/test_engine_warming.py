@@ -1,0 +1,43 @@
+"""An engine that is capturing its CUDA graphs says `warming` on /health: the language server waits for it as it
+waits for a loading one, and passes the capture progress on."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+
+from mercury_lsp.lifecycle import EngineLink
+from mercury_lsp.settings import Settings
+
+
+async def test_a_warming_engine_is_waited_for_with_its_progress():
+    answers = iter([{"status": "loading", "model": "m"},
+                    {"status": "warming", "model": "m", "message": "Capturing CUDA graphs of the denoising step (7/30)."},
+                    {"status": "ok", "model": "m", "device": "cuda"}])
+    last: dict = {}
+
+    async def health(request: web.Request) -> web.Response:
+        last.update(next(answers, {"status": "ok", "model": "m", "device": "cuda"}))
+        return web.json_response(last)
+
+    app = web.Application()
+    app.router.add_get("/health", health)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    seen: list[tuple[str, str | None]] = []
+    link = EngineLink(Settings(engine_url=url), lambda state, message: seen.append((state, message)), poll_s=0.01)
+    try:
+        for _ in range(300):
+            if link.ready_client() is not None:
+                break
+            await asyncio.sleep(0.01)
+        assert link.state == "ready"
+        assert ("loading", "Capturing CUDA graphs of the denoising step (7/30).") in seen
+        assert all(state != "error" for state, _ in seen)
+    finally:
+        await link.close()
+        await runner.cleanup()

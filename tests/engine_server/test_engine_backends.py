@@ -15,13 +15,13 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from engine_process import EngineProcess
-from standins import KEY, SERVED_MODEL, LocalCA, TlsProxy, inception, vllm
 
 from mercury_lsp.engine_client import EngineClient, EngineError
 from mercury_lsp.infill_api import InfillRequest
 
 from checkpoints import SAMPLE_CODE
+from engine_process import EngineProcess
+from standins import KEY, SERVED_MODEL, LocalCA, TlsProxy, inception, vllm
 
 PREFIX, SUFFIX = SAMPLE_CODE[:120], SAMPLE_CODE[120:300]
 REQUEST = InfillRequest(prefix=PREFIX, suffix=SUFFIX, max_tokens=12, seed=3)

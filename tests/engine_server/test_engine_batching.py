@@ -7,9 +7,9 @@ import time
 
 import aiohttp
 import pytest
-from engine_process import metric
 
 from checkpoints import SAMPLE_CODE
+from engine_process import metric
 
 # 256 one-token steps over a long context: seconds even on the tiny model, so it is surely called off mid-flight.
 LONG = {"prefix": SAMPLE_CODE * 6, "max_tokens": 256, "steps": 1024, "threshold": 1.0}

@@ -8,12 +8,12 @@ import math
 import aiohttp
 import pytest
 import torch
-from engine_process import metric, raw_exchange
 
 from mercury_lsp.engine.checkpoint import load_checkpoint
 from mercury_lsp.engine.infill import InfillEngine, InfillRequest
 
 from checkpoints import SAMPLE_CODE
+from engine_process import metric, raw_exchange
 
 PREFIX = SAMPLE_CODE[:120]
 SUFFIX = SAMPLE_CODE[120:300]

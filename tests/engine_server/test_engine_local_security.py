@@ -15,12 +15,13 @@ import time
 from pathlib import Path
 
 import pytest
-from other_user import SYSTEM_PYTHON, as_other_user, other_uid, squatter
 
 from mercury_lsp import engine_identity
 from mercury_lsp.engine import daemon
 from mercury_lsp.engine_client import EngineClient, EngineError
 from mercury_lsp.infill_api import InfillRequest
+
+from other_user import SYSTEM_PYTHON, as_other_user, other_uid, squatter
 
 PREFIX = "def total(items):\n    secret_variable_name = "
 

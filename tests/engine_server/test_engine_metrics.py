@@ -4,10 +4,11 @@ type, cumulative buckets, escaped labels and the windowed token rate."""
 from __future__ import annotations
 
 import aiohttp
-from engine_process import metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from mercury_lsp.engine.metrics import EngineMetrics, TokenRate
+
+from engine_process import metric
 
 # name -> type: the names dashboards were built on before prometheus_client rendered them
 FAMILIES = {

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import openai
 import pytest
-from engine_process import EngineProcess
 from openai.types import Completion
 
 from checkpoints import SAMPLE_CODE
+from engine_process import EngineProcess
 
 KEY = "sdk-key-for-tests"
 PREFIX = SAMPLE_CODE[:250]

@@ -10,9 +10,10 @@ import sys
 
 import aiohttp
 import pytest
-from engine_process import raw_exchange
 
 from mercury_lsp import engine_identity
+
+from engine_process import raw_exchange
 
 KEY = "s3cret-key-for-tests-only"
 

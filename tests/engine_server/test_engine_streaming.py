@@ -9,9 +9,9 @@ import time
 
 import aiohttp
 import pytest
-from engine_process import metric
 
 from checkpoints import SAMPLE_CODE
+from engine_process import metric
 
 # One token committed per step: on the tiny test model this canvas settles from the left in several pieces.
 GROWING = {"prompt": SAMPLE_CODE[:250], "suffix": SAMPLE_CODE[250:310], "max_tokens": 24, "steps": 24,

@@ -11,10 +11,11 @@ import signal
 import time
 from pathlib import Path
 
-from other_user import squatter
 from session import session
 
 from mercury_lsp.engine import daemon
+
+from other_user import squatter
 
 URI = "file:///work/project/secret.py"
 TEXT = "PRIVATE_TOKEN = 'do-not-leak-7f3a'\n\ndef total(items):\n    return \n"

@@ -31,6 +31,8 @@ from mercury_lsp.demo import DemoClient
 from mercury_lsp.engine import daemon
 from mercury_lsp.models import BUNDLED_MODEL
 
+from workload import percentile
+
 URI = Path(_argparse_module.__file__).resolve().as_uri()
 
 
@@ -39,11 +41,6 @@ def tiny_model_folder(folder: Path) -> Path:
     from checkpoints import make_tiny_checkpoint
 
     return make_tiny_checkpoint(folder)
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
 class Bench:
@@ -142,9 +139,9 @@ async def _rows(bench: Bench, requests: int) -> list[tuple[str, list[float]]]:
 
 async def _direct_engine_overhead(text: str, args: argparse.Namespace) -> list[float]:
     """The same kind of request sent straight to the engine: what the engine adds outside its own ms."""
-    info = daemon.read_port_file()
+    info, key = daemon.read_port_file(), daemon.read_secret()
     overheads = []
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {key}"} if key else {}) as http:
         for k in range(args.requests):
             cut = len(text) // 4 + k * 997
             body = {"prefix": text[cut - 4000 : cut], "suffix": text[cut : cut + 1000],

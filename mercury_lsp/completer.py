@@ -8,24 +8,25 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
-from mercury_lsp.context import (
-    LineTokenCounter,
-    TokenCounter,
-    build_context,
-    estimate_tokens,
-    tokenizer_counter,
-)
+from mercury_lsp.context import build_context, estimate_tokens, window_chars
 from mercury_lsp.documents import Document
-from mercury_lsp.engine_client import EngineClient, EngineError, InfillRequest, InfillResult
+from mercury_lsp.engine_client import EngineClient, EngineError, InfillResult
 from mercury_lsp.extra_context import ExtraContextRing
+from mercury_lsp.infill_api import InfillRequest
 from mercury_lsp.lifecycle import EngineLink
-from mercury_lsp.models import resolve_model_path
 from mercury_lsp.positions import Encoding
-from mercury_lsp.postprocess import CursorView, normalize_indentation, postprocess
+from mercury_lsp.postprocess import (
+    CursorView,
+    clean_text,
+    normalize_indentation,
+    single_line,
+    suggestion,
+)
 from mercury_lsp.scheduler import AdaptiveDebounce, CachedCompletion, CompletionCache, LatestOnly
-from mercury_lsp.settings import Settings
+from mercury_lsp.settings import Settings, TriggerKind
+from mercury_lsp.syntax_region import region_at
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,8 @@ Source = Literal["engine", "cache", "none"]
 # A fill regenerates a span: give the canvas room for a rewrite somewhat longer than the original.
 FILL_GROWTH = 2
 FILL_MAX_TOKENS = 256
+# The canvas of a single-line request: a line rarely needs more, and a smaller canvas is a faster step.
+SINGLE_LINE_TOKENS = 32
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,21 @@ class Suggestions:
 
 
 NOTHING = Suggestions((), "none")
+
+
+def wanted(settings: Settings, trigger: TriggerKind, before: str, language_id: str) -> bool:
+    """Whether the user wants a suggestion for this trigger at a cursor after `before`."""
+    if trigger not in settings.trigger_kinds:
+        return False
+    if not (settings.disable_in_comments or settings.disable_in_strings):
+        return True  # the scan costs a pass over the text before the cursor: only when asked for
+    region = region_at(before, language_id)
+    return not ((region == "comment" and settings.disable_in_comments)
+                or (region == "string" and settings.disable_in_strings))
+
+
+def _positive_int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
 
 @dataclass(frozen=True)
@@ -71,27 +89,30 @@ class Completer:
         self.latest = LatestOnly()
         self.ring = ExtraContextRing()
         self.debounce = AdaptiveDebounce(self.settings.debounce_ms, self.settings.debounce_max_ms)
-        self.count: TokenCounter = LineTokenCounter(estimate_tokens)
-        self._counter_model: str | None = None
         self._prefetches: dict[str, Prefetch] = {}
         self._on_result = on_result
 
     def configure(self, settings: Settings) -> None:
+        if settings != self.settings:
+            # What was cached came from the old settings (model, engine, canvas, filters): none of it holds.
+            self.cache.clear()
+            for uri in list(self._prefetches):
+                self._cancel_prefetch(uri)
         self.settings = settings
         self.engine.configure(settings)
         self.debounce = AdaptiveDebounce(settings.debounce_ms, settings.debounce_max_ms)
 
     # Documents -------------------------------------------------------------------------------
 
-    def open(self, uri: str, language_id: str, version: int, text: str) -> None:
-        document = Document(uri, language_id, version, text)
+    def open(self, uri: str, language_id: str, text: str) -> None:
+        document = Document(uri, language_id, text)
         self.documents[uri] = document
         if self.settings.extra_context_tokens:
             self.ring.remember(document, 0, self._relative_path(document))
         if self.settings.language_enabled(language_id):
             self.engine.ready_client()  # start loading the model while the user reads
 
-    def change(self, uri: str, version: int, edits: list[tuple[str, tuple | None, tuple | None]]) -> None:
+    def change(self, uri: str, edits: list[tuple[str, tuple | None, tuple | None]]) -> None:
         """Apply (text, start, end) edits in order; start/end None replaces the whole text."""
         document = self.documents.get(uri)
         if document is None:
@@ -100,7 +121,6 @@ class Completer:
         accepted_at = self._accepted_suggestion(document, edits)
         for text, start, end in edits:
             document.apply_change(text, start, end, self.encoding)
-        document.version = version
         self.debounce.keystroke(uri, time.monotonic())
         if self.settings.extra_context_tokens and edits and edits[-1][1] is not None:
             self.ring.remember(document, edits[-1][1][0], self._relative_path(document))
@@ -124,7 +144,7 @@ class Completer:
         if start is None or start != end or len(text) < 2:
             return None
         at = document.offset_at(*start, self.encoding)
-        shown = self.cache.get(document.uri, document.text[:at], document.text[at:], self._options())
+        shown = self.cache.get(document.uri, document.text[:at], document.text[at:], self._answer_key())
         return at + len(text) if shown and text in shown else None
 
     def _start_prefetch(self, document: Document, offset: int) -> None:
@@ -142,7 +162,7 @@ class Completer:
         if client is None:
             return
         try:
-            await self._from_engine(client, document, before, after, self._options())
+            await self._from_engine(client, document, before, after, self._answer_key())
         except EngineError as error:
             log.info("prefetch failed: %s", error)
 
@@ -158,51 +178,39 @@ class Completer:
             return os.path.relpath(path, self.root)
         return path
 
-    def _options(self) -> tuple:
-        settings = self.settings
-        return (settings.prefix_tokens, settings.suffix_tokens, settings.extra_context_tokens,
-                settings.max_tokens, settings.steps, settings.threshold, settings.candidates)
-
-    def use_engine_tokenizer(self) -> None:
-        """Count tokens with the engine's tokenizer when its model folder is on this machine.
-
-        Called when the engine becomes ready, so that loading it is not part of a request.
-        """
-        model = self.engine.health.get("model")
-        if not (isinstance(model, str) and os.path.isdir(model)) and self.settings.engine_url is None:
-            model = str(resolve_model_path(self.settings.model))
-        if not isinstance(model, str) or model == self._counter_model:
-            return
-        self._counter_model = model
-        count = tokenizer_counter(model) if os.path.isdir(model) else None
-        self.count = LineTokenCounter(count or estimate_tokens)
-        log.info("token counts from %s", f"the tokenizer in {model}" if count else "the estimate")
+    def _answer_key(self) -> tuple:
+        """Everything besides the text that shapes a suggestion: the settings that do, and the engine's identity."""
+        client, health = self.engine.client, self.engine.health
+        return (self.settings.answer_key(), client.base_url if client else None,
+                health.get("model"), health.get("device"), health.get("dtype"), health.get("context_tokens"))
 
     def _request(self, document: Document, before: str, after: str, max_tokens: int,
-                 single_line: bool) -> InfillRequest:
+                 one_line: bool) -> InfillRequest:
         settings = self.settings
-        extra = self.ring.render(document.uri, settings.extra_context_tokens, self.count)
+        # The engine fits the context to its model; the windows only need to be big enough to fill it.
+        context_tokens = _positive_int(self.engine.health.get("context_tokens"))
+        extra = self.ring.render(document.uri, window_chars(settings.extra_context_tokens, context_tokens))
         context = build_context(
             before, after, path=self._relative_path(document), language_id=document.language_id,
-            prefix_tokens=settings.prefix_tokens, suffix_tokens=settings.suffix_tokens,
-            extra=extra, count=self.count,
+            prefix_chars=window_chars(settings.prefix_tokens, context_tokens),
+            suffix_chars=window_chars(settings.suffix_tokens, context_tokens), extra=extra,
         )
         return InfillRequest(
-            prefix=context.prefix, suffix=context.suffix, max_tokens=max_tokens,
-            steps=settings.steps, threshold=settings.threshold, n=settings.candidates,
-            single_line=single_line,
+            prefix=context.prefix, suffix=context.suffix, header=context.header,
+            extra_context=context.extra_context, max_tokens=max_tokens, steps=settings.steps,
+            threshold=settings.threshold, n=settings.candidates, single_line=one_line,
         )
 
     # Completion ------------------------------------------------------------------------------
 
-    async def suggest(self, uri: str, line: int, character: int, automatic: bool) -> Suggestions:
+    async def suggest(self, uri: str, line: int, character: int, trigger: TriggerKind) -> Suggestions:
         """Suggestions at a cursor; a newer request for the same document makes this one return nothing."""
         document = self.documents.get(uri)
         if document is None or not self.settings.language_enabled(document.language_id):
             return NOTHING
         turn = self.latest.begin(uri)
         try:
-            return await self._suggest(document, line, character, automatic)
+            return await self._suggest(document, line, character, trigger)
         except asyncio.CancelledError:
             if turn.superseded:
                 return NOTHING
@@ -210,25 +218,27 @@ class Completer:
         finally:
             self.latest.end(uri, turn)
 
-    async def _suggest(self, document: Document, line: int, character: int, automatic: bool) -> Suggestions:
+    async def _suggest(self, document: Document, line: int, character: int, trigger: TriggerKind) -> Suggestions:
         started = time.perf_counter()
         offset = document.offset_at(line, character, self.encoding)
         before, after = document.text[:offset], document.text[offset:]
-        options = self._options()
+        if not wanted(self.settings, trigger, before, document.language_id):
+            return NOTHING
+        key = self._answer_key()
         await self._await_prefetch(document.uri, before, after)
-        cached = self.cache.get(document.uri, before, after, options)
+        cached = self.cache.get(document.uri, before, after, key)
         if cached is not None:
             return self._report(Suggestions(cached, "cache", None, _ms_since(started)))
         if self.engine.ready_client() is None:
             return NOTHING
-        if automatic:
+        if trigger == "automatic":
             await asyncio.sleep(self.debounce.delay(document.uri))
         client = self.engine.ready_client()
         if client is None:
             return NOTHING
         started = time.perf_counter()
         try:
-            texts, result = await self._from_engine(client, document, before, after, options)
+            texts, result = await self._from_engine(client, document, before, after, key)
         except EngineError as error:
             self.engine.engine_failed(error)
             log.warning("%s", error)
@@ -236,14 +246,16 @@ class Completer:
         return self._report(Suggestions(texts, "engine", result, _ms_since(started)))
 
     async def _from_engine(self, client: EngineClient, document: Document, before: str, after: str,
-                           options: tuple) -> tuple[tuple[str, ...], InfillResult]:
-        """Ask the engine at a cursor, filter its texts and cache them."""
+                           key: tuple) -> tuple[tuple[str, ...], InfillResult]:
+        """Ask the engine at a cursor, filter its texts and cache them under `key`."""
+        settings = self.settings
         view = CursorView.around(before, after)
-        request = self._request(document, before, after, self.settings.max_tokens,
-                                single_line=bool(view.line_suffix.strip()))
-        result = await client.infill(request)
-        texts = tuple(dict.fromkeys(t for t in (postprocess(raw, view) for raw in result.texts) if t))
-        self.cache.put(document.uri, CachedCompletion(before, after, options, texts))
+        one_line = single_line(view, settings.max_lines)
+        max_tokens = min(settings.max_tokens, SINGLE_LINE_TOKENS) if one_line else settings.max_tokens
+        result = await client.infill(self._request(document, before, after, max_tokens, one_line))
+        shown = (suggestion(c, view, settings.min_confidence, settings.max_lines) for c in result.completions)
+        texts = tuple(dict.fromkeys(text for text in shown if text))
+        self.cache.put(document.uri, CachedCompletion(before, after, key, texts))
         return texts, result
 
     def _report(self, suggestions: Suggestions) -> Suggestions:
@@ -268,14 +280,15 @@ class Completer:
         if client is None:
             raise EngineError(self.engine.message or "The engine is not ready.")
         before, selected, after = document.text[:first], document.text[first:last], document.text[last:]
-        budget = min(FILL_MAX_TOKENS, max(self.settings.max_tokens, FILL_GROWTH * self.count(selected)))
-        request = self._request(document, before, after, budget, single_line="\n" not in selected)
+        budget = min(FILL_MAX_TOKENS, max(self.settings.max_tokens, FILL_GROWTH * estimate_tokens(selected)))
+        request = self._request(document, before, after, budget, one_line="\n" not in selected)
         try:
             result = await client.infill(request)
         except EngineError as error:
             self.engine.engine_failed(error)
             raise
-        text = normalize_indentation(result.texts[0] if result.texts else "", CursorView.around(before, after))
+        view = CursorView.around(before, after)
+        text = normalize_indentation(clean_text(result.texts[0] if result.texts else "", view), view)
         self._on_result(Suggestions((text,), "engine", result, result.round_trip_ms))
         return text, document.position_at(first, self.encoding), document.position_at(last, self.encoding)
 

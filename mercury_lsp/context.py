@@ -1,16 +1,19 @@
-"""Prefix and suffix windows around the cursor, cut at line boundaries to fit a token budget."""
+"""What the engine sees around the cursor: the file header, and prefix and suffix windows cut at line boundaries.
+
+The engine fits everything to its model's positions (it trims the code and the extra context, never the
+header), so the windows here are generous character counts, not token counts: no tokenizer on this side.
+"""
 
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
-from collections.abc import Callable
+import re
 from dataclasses import dataclass
-from pathlib import Path
 
-from tokenizers import Tokenizer
-
-TokenCounter = Callable[[str], int]
+# BPE vocabularies average about four characters of code per token.
+CHARS_PER_TOKEN = 4
+LINE_GRID = 16
+MAX_PATH_CHARS = 1_000  # the engine refuses headers over 2,000 characters
 
 _COMMENT = {
     "c": "//", "cpp": "//", "csharp": "//", "go": "//", "java": "//", "javascript": "//",
@@ -20,80 +23,50 @@ _COMMENT = {
     "toml": "#", "elixir": "#", "julia": "#", "dockerfile": "#", "makefile": "#",
     "lua": "--", "sql": "--", "haskell": "--",
 }
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def estimate_tokens(text: str) -> int:
-    """About four characters per token: the usual figure for BPE vocabularies on code.
+    """Tokens of `text` at CHARS_PER_TOKEN (budgets are in tokens; the windows are in characters)."""
+    return math.ceil(len(text) / CHARS_PER_TOKEN)
 
-    Used where no tokenizer is at hand (a remote engine, or before the local one answers).
+
+def window_chars(tokens: int, context_tokens: int | None) -> int:
+    """Characters to send for a budget of `tokens`, never more than the model's positions could use."""
+    if context_tokens:
+        tokens = min(tokens, context_tokens)
+    return tokens * CHARS_PER_TOKEN
+
+
+def without_lone_surrogates(text: str) -> str:
+    """`text` with each lone surrogate (a UTF-16 editor's half-typed emoji) as U+FFFD, one character for one.
+
+    JSON lets a client send them; UTF-8 and the engine's tokenizer cannot take them.
     """
-    return math.ceil(len(text) / 4)
-
-
-def tokenizer_counter(model_folder: str | Path) -> TokenCounter | None:
-    """Exact counts from the model's own tokenizer.json, or None when the folder has none."""
-    path = Path(model_folder) / "tokenizer.json"
-    if not path.is_file():
-        return None
     try:
-        tokenizer = Tokenizer.from_file(str(path))
-    except Exception:  # a tokenizer the library cannot read: fall back to the estimate
-        return None
-
-    def count(text: str) -> int:
-        return len(tokenizer.encode(text, add_special_tokens=False).ids)
-
-    return count
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return _LONE_SURROGATE.sub("\ufffd", text)
+    return text
 
 
-class LineTokenCounter:
-    """Counts tokens line by line, remembering recent lines (a window moves by one line per keystroke)."""
+def prefix_window(before: str, max_chars: int) -> str:
+    """The end of `before` within `max_chars`: whole lines, plus the cursor line's head.
 
-    def __init__(self, count: TokenCounter, capacity: int = 8192) -> None:
-        self._count = count
-        self._capacity = capacity
-        self._known: OrderedDict[str, int] = OrderedDict()
-
-    def __call__(self, line: str) -> int:
-        known = self._known.get(line)
-        if known is not None:
-            self._known.move_to_end(line)
-            return known
-        tokens = self._count(line)
-        self._known[line] = tokens
-        if len(self._known) > self._capacity:
-            self._known.popitem(last=False)
-        return tokens
-
-
-def prefix_window(before: str, budget: int, count: TokenCounter) -> str:
-    """The end of `before` that fits `budget` tokens: whole lines, plus the cursor line's head.
-
-    The cursor line is kept whole even past the budget unless it alone exceeds it, then its
-    last characters are kept.
+    The cursor line is cut only when it alone is longer than the budget.
     """
-    start = before.rfind("\n") + 1
-    used = count(before[start:])
-    if used > budget:
-        return _tail_within(before[start:], budget, count)
-    while start > 0:
-        line_start = before.rfind("\n", 0, start - 1) + 1
-        cost = count(before[line_start:start])
-        if used + cost > budget:
-            break
-        used += cost
-        start = line_start
-    return before[_snap_to_line_grid(before, start) :]
-
-
-LINE_GRID = 16
+    start = len(before) - max_chars
+    if start <= 0:
+        return before
+    line_start = before.find("\n", start - 1) + 1  # the first line that starts inside the window
+    if line_start == 0:
+        return before[start:]  # the cursor line alone is over the budget
+    return before[_snap_to_line_grid(before, line_start):]
 
 
 def _snap_to_line_grid(before: str, start: int) -> int:
     """Move a cut window's first line forward to a multiple of LINE_GRID lines, so the window's start stays put
     while the user types and the engine can reuse the keys/values of everything before the cursor."""
-    if start == 0:
-        return 0
     line = before.count("\n", 0, start)
     target = -(-line // LINE_GRID) * LINE_GRID
     if target > before.count("\n"):
@@ -104,75 +77,36 @@ def _snap_to_line_grid(before: str, start: int) -> int:
     return snapped
 
 
-def suffix_window(after: str, budget: int, count: TokenCounter) -> str:
-    """The start of `after` that fits `budget` tokens: the cursor line's rest, then whole lines."""
-    end = after.find("\n")
-    if end < 0:
-        end = len(after)
-    used = count(after[:end])
-    if used > budget:
-        return _head_within(after[:end], budget, count)
-    while end < len(after):
-        line_end = after.find("\n", end + 1)
-        line_end = len(after) if line_end < 0 else line_end
-        cost = count(after[end:line_end])
-        if used + cost > budget:
-            break
-        used += cost
-        end = line_end
-    return after[:end]
-
-
-def _tail_within(text: str, budget: int, count: TokenCounter) -> str:
-    """The longest tail of one long line that fits `budget` (binary search on characters)."""
-    low, high = 0, len(text)
-    while low < high:
-        middle = (low + high) // 2
-        if count(text[middle:]) <= budget:
-            high = middle
-        else:
-            low = middle + 1
-    return text[low:]
-
-
-def _head_within(text: str, budget: int, count: TokenCounter) -> str:
-    """The longest head of one long line that fits `budget`."""
-    low, high = 0, len(text)
-    while low < high:
-        middle = (low + high + 1) // 2
-        if count(text[:middle]) <= budget:
-            low = middle
-        else:
-            high = middle - 1
-    return text[:low]
+def suffix_window(after: str, max_chars: int) -> str:
+    """The start of `after` within `max_chars`: the cursor line's rest, then whole lines."""
+    if len(after) <= max_chars:
+        return after
+    end = after.rfind("\n", 0, max_chars + 1)
+    return after[:end] if end > 0 else after[:max_chars]
 
 
 def file_header(path: str, language_id: str) -> str:
     """A comment line naming the file, so the model knows its path and language."""
     marker = _COMMENT.get(language_id, "//")
-    return f"{marker} {path}\n"
+    return f"{marker} {path[-MAX_PATH_CHARS:]}\n"
 
 
 @dataclass(frozen=True)
 class InfillContext:
-    """What the engine sees: prompt prefix (extra context, header, prefix window) and suffix."""
+    """The text fields of a request: header, extra context, and the windows around the cursor."""
 
+    header: str
+    extra_context: str
     prefix: str
     suffix: str
 
 
-def build_context(
-    before: str,
-    after: str,
-    *,
-    path: str,
-    language_id: str,
-    prefix_tokens: int,
-    suffix_tokens: int,
-    extra: str,
-    count: TokenCounter,
-) -> InfillContext:
-    """Cut the windows and put the extra context and the file header before the prefix."""
-    prefix = prefix_window(before, prefix_tokens, count)
-    suffix = suffix_window(after, suffix_tokens, count)
-    return InfillContext(prefix=extra + file_header(path, language_id) + prefix, suffix=suffix)
+def build_context(before: str, after: str, *, path: str, language_id: str, prefix_chars: int,
+                  suffix_chars: int, extra: str) -> InfillContext:
+    """Cut the windows, name the file, and make every field valid UTF-8."""
+    return InfillContext(
+        header=without_lone_surrogates(file_header(path, language_id)),
+        extra_context=without_lone_surrogates(extra),
+        prefix=without_lone_surrogates(prefix_window(before, prefix_chars)),
+        suffix=without_lone_surrogates(suffix_window(after, suffix_chars)),
+    )

@@ -57,9 +57,13 @@ class DemoClient:
         await self.lsp.start_io(sys.executable, "-m", "mercury_lsp.cli", "--log-level", "ERROR")
         self._stderr = asyncio.create_task(_forward(self.lsp._server.stderr))
 
-    async def inline(self, uri: str, line: int, character: int,
-                     automatic: bool = False) -> tuple[float, dict[str, Any], list[types.InlineCompletionItem]]:
-        """One inline completion request: client-side round trip (ms), the status sent for it, the items."""
+    async def inline(self, uri: str, line: int, character: int, automatic: bool = False,
+                     status_timeout: float = 10.0) -> tuple[float, dict[str, Any], list[types.InlineCompletionItem]]:
+        """One inline completion request: client-side round trip (ms), the status sent for it, the items.
+
+        A request answered with nothing before reaching the cache or the engine sends no status: after
+        `status_timeout` seconds the status says so.
+        """
         seen = len(self.statuses)
         kind = types.InlineCompletionTriggerKind.Automatic if automatic else types.InlineCompletionTriggerKind.Invoked
         asked = time.perf_counter()
@@ -70,7 +74,7 @@ class DemoClient:
         ))
         round_trip_ms = (time.perf_counter() - asked) * 1000
         try:
-            status = await self.next_status(seen, 10.0)
+            status = await self.next_status(seen, status_timeout)
         except asyncio.TimeoutError:
             status = {"state": "error", "message": "The server sent no status for the request."}
         items = list(answer.items) if isinstance(answer, types.InlineCompletionList) else list(answer or [])

@@ -18,7 +18,6 @@ class Document:
 
     uri: str
     language_id: str
-    version: int
     text: str
     _line_starts: list[int] = field(default_factory=list, repr=False)
 

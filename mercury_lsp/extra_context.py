@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-from mercury_lsp.context import TokenCounter, file_header
+from mercury_lsp.context import file_header
 from mercury_lsp.documents import Document
 
 
@@ -48,12 +48,12 @@ class ExtraContextRing:
         """Drop every chunk of a closed document."""
         self._chunks = deque(chunk for chunk in self._chunks if chunk.uri != uri)
 
-    def render(self, exclude_uri: str, budget: int, count: TokenCounter) -> str:
-        """Chunks of other documents, newest first, that fit `budget`, each under its file header.
+    def render(self, exclude_uri: str, max_chars: int) -> str:
+        """Chunks of other documents, newest first, that fit `max_chars`, each under its file header.
 
         The newest chunk ends up nearest to the prefix, where the model weighs it most.
         """
-        if budget <= 0:
+        if max_chars <= 0:
             return ""
         picked: list[str] = []
         used = 0
@@ -63,8 +63,8 @@ class ExtraContextRing:
             block = file_header(chunk.path, chunk.language_id) + chunk.text
             if not block.endswith("\n"):
                 block += "\n"
-            cost = count(block)
-            if used + cost > budget:
+            cost = len(block)
+            if used + cost > max_chars:
                 continue
             picked.append(block)
             used += cost

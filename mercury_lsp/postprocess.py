@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
+import unicodedata
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Literal
+
+from mercury_lsp.infill_api import Completion, Span
 
 _BLOCK_OPENER = re.compile(r"(?:[:{(\[]|=>|\bdo|\bthen|\bbegin)\s*(?:#.*|//.*)?$")
 _CLOSER = re.compile(r"^\s*(?:[})\]]|(?:end|fi|done|esac)\s*$)")
 _PAIRS = {"(": ")", "[": "]", "{": "}"}
 _WORD = re.compile(r"\w")
+_WORD_RUN = re.compile(r"\w*")
 _TRAILING_BLANK_LINES = re.compile(r"(?:\n[ \t]*)+$")
+# Invisible format characters that may stay: the joiners inside emoji and Indic words.
+_JOINERS = frozenset("\u200c\u200d")
+
+Scope = Literal["word", "line", "block"]
 
 
 @dataclass(frozen=True)
@@ -40,6 +49,19 @@ class CursorView:
 
 
 Filter = Callable[[str, CursorView], str]
+
+
+def scope(view: CursorView) -> Scope:
+    """How far a suggestion may reach: the rest of the word when the cursor splits one, the rest of the line when
+    other text follows the cursor on it, else a block."""
+    if _WORD.match(view.line_prefix[-1:]) and _WORD.match(view.line_suffix[:1]):
+        return "word"
+    return "line" if view.line_suffix.strip() else "block"
+
+
+def single_line(view: CursorView, max_lines: int | None) -> bool:
+    """Whether a suggestion here has one line at most: decided here for the request and for the filters."""
+    return max_lines == 1 or scope(view) != "block"
 
 
 def detect_indent_unit(text: str) -> str:
@@ -72,6 +94,27 @@ def _indent_width(line: str, tab_width: int = 4) -> int:
     return sum(tab_width if char == "\t" else 1 for char in indent)
 
 
+def _unsafe(char: str) -> bool:
+    """Characters that must not reach an editor: replacement characters (broken UTF-8), control characters
+    other than tab and newline, surrogates, and invisible format characters (bidi overrides, tag characters)."""
+    if char in "\t\n":
+        return False
+    category = unicodedata.category(char)
+    return char == "\ufffd" or category in ("Cc", "Cs") or (category == "Cf" and char not in _JOINERS)
+
+
+def clean_text(text: str, view: CursorView) -> str:
+    """Cut the text at its first character that must not reach an editor (line ends become "\\n" first).
+
+    Our engine never sends them; other backends might.
+    """
+    text = text.replace("\r\n", "\n")
+    for index, char in enumerate(text):
+        if _unsafe(char):
+            return text[:index]
+    return text
+
+
 def drop_typed_repeat(text: str, view: CursorView) -> str:
     """Drop a start that repeats what the user just typed on this line ("ret" + "return x")."""
     typed = view.line_prefix.lstrip()[-200:]
@@ -85,12 +128,25 @@ def drop_typed_repeat(text: str, view: CursorView) -> str:
     return text
 
 
+def _join_word(text: str, view: CursorView) -> str:
+    """Word characters only, so the text joins the rest of the word after the cursor; where they repeat that
+    rest, they stop before it."""
+    head = _WORD_RUN.match(text).group()
+    rest = _WORD_RUN.match(view.line_suffix).group()
+    repeat = head.find(rest)
+    return head[:repeat] if repeat >= 0 else head
+
+
 def limit_scope(text: str, view: CursorView) -> str:
-    """One line mid-line; after a block opener or on a blank line, the block that indentation ends."""
+    """Within a word, what joins it; one line mid-line; after a block opener or on a blank line, the block that
+    indentation ends."""
+    kind = scope(view)
+    if kind == "word":
+        return _join_word(text, view)
     lines = text.split("\n")
     if len(lines) == 1:
         return text
-    if view.line_suffix.strip():
+    if kind == "line":
         return lines[0]
     completed = view.line_prefix + lines[0]
     if view.line_prefix.strip():
@@ -188,6 +244,7 @@ def drop_blank(text: str, view: CursorView) -> str:
 
 
 PIPELINE: tuple[Filter, ...] = (
+    clean_text,
     drop_typed_repeat,
     limit_scope,
     normalize_indentation,
@@ -197,8 +254,35 @@ PIPELINE: tuple[Filter, ...] = (
 )
 
 
-def postprocess(text: str, view: CursorView) -> str:
-    """Run every filter in order."""
+def limit_lines(text: str, max_lines: int | None) -> str:
+    """At most `max_lines` lines (None: no limit)."""
+    if max_lines is None:
+        return text
+    return _without_trailing_blank_lines("\n".join(text.split("\n")[:max_lines]))
+
+
+def cut_at_confidence(text: str, spans: Sequence[Span], minimum: float) -> str:
+    """The text before the first span less confident than `minimum`, ending at a word boundary.
+
+    A doubtful token inside a word takes its whole word with it, so a suggestion whose first word is doubtful
+    comes back empty. Without spans (a backend that gives none) the text is kept.
+    """
+    low = next((span.start for span in spans if span.confidence < minimum), None)
+    if low is None or low >= len(text):
+        return text
+    cut = low
+    while cut > 0 and _WORD.match(text[cut - 1]) and _WORD.match(text[cut]):
+        cut -= 1
+    return text[:cut].rstrip()
+
+
+def postprocess(text: str, view: CursorView, max_lines: int | None = None) -> str:
+    """Run every filter in order, then keep at most `max_lines` lines."""
     for step in PIPELINE:
         text = step(text, view)
-    return text
+    return limit_lines(text, max_lines)
+
+
+def suggestion(completion: Completion, view: CursorView, min_confidence: float, max_lines: int | None) -> str:
+    """What to show for one of the engine's completions: cut where its confidence drops, then filtered."""
+    return postprocess(cut_at_confidence(completion.text, completion.spans, min_confidence), view, max_lines)

@@ -78,11 +78,11 @@ class LatestOnly:
 
 @dataclass(frozen=True)
 class CachedCompletion:
-    """A suggestion shown for the text around a cursor, with the options that produced it."""
+    """A suggestion shown for the text around a cursor, with everything else that shaped it (its key)."""
 
     before: str
     after: str
-    options: tuple
+    key: tuple
     texts: tuple[str, ...]
 
 
@@ -93,18 +93,18 @@ class CompletionCache:
         self.capacity = capacity
         self._entries: OrderedDict[tuple[str, int], CachedCompletion] = OrderedDict()
 
-    def put(self, key: str, entry: CachedCompletion) -> None:
-        """Remember the suggestions `entry` for document `key`."""
-        slot = (key, len(entry.before))
+    def put(self, uri: str, entry: CachedCompletion) -> None:
+        """Remember the suggestions `entry` for document `uri`."""
+        slot = (uri, len(entry.before))
         self._entries[slot] = entry
         self._entries.move_to_end(slot)
         while len(self._entries) > self.capacity:
             self._entries.popitem(last=False)
 
-    def get(self, key: str, before: str, after: str, options: tuple) -> tuple[str, ...] | None:
+    def get(self, uri: str, before: str, after: str, key: tuple) -> tuple[str, ...] | None:
         """Suggestions for this cursor: an exact hit, or the rest of one the user is typing through."""
         for slot, entry in reversed(self._entries.items()):
-            if slot[0] != key or entry.options != options or len(entry.after) != len(after):
+            if slot[0] != uri or entry.key != key or len(entry.after) != len(after):
                 continue
             typed_length = len(before) - len(entry.before)
             if typed_length < 0 or entry.after != after or not before.startswith(entry.before):
@@ -119,6 +119,9 @@ class CompletionCache:
                 return rests
         return None
 
-    def forget(self, key: str) -> None:
-        for slot in [slot for slot in self._entries if slot[0] == key]:
+    def forget(self, uri: str) -> None:
+        for slot in [slot for slot in self._entries if slot[0] == uri]:
             del self._entries[slot]
+
+    def clear(self) -> None:
+        self._entries.clear()

@@ -17,7 +17,7 @@ from mercury_lsp.completer import Completer, Suggestions
 from mercury_lsp.engine_client import EngineError
 from mercury_lsp.lifecycle import EngineLink, State
 from mercury_lsp.protocol import MercuryProtocol
-from mercury_lsp.settings import Settings, mercury_section, parse_settings
+from mercury_lsp.settings import Settings, TriggerKind, mercury_section, parse_settings
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,6 @@ class MercuryLanguageServer(LanguageServer):
 
     def _engine_changed(self, state: State, message: str | None) -> None:
         if state == "ready":
-            self.completer.use_engine_tokenizer()
             self._shown_errors.clear()
         self.send_status(state, message=message)
         if state == "error" and message:
@@ -160,7 +159,7 @@ def shutdown(ls: MercuryLanguageServer, params: None) -> None:
 @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
 def did_open(ls: MercuryLanguageServer, params: types.DidOpenTextDocumentParams) -> None:
     document = params.text_document
-    ls.completer.open(document.uri, document.language_id, document.version, document.text)
+    ls.completer.open(document.uri, document.language_id, document.text)
 
 
 @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
@@ -173,7 +172,7 @@ def did_change(ls: MercuryLanguageServer, params: types.DidChangeTextDocumentPar
                           (span.end.line, span.end.character)))
         else:
             edits.append((change.text, None, None))
-    ls.completer.change(params.text_document.uri, params.text_document.version, edits)
+    ls.completer.change(params.text_document.uri, edits)
 
 
 @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
@@ -189,7 +188,9 @@ async def inline_completion(
 ) -> types.InlineCompletionList:
     position = params.position
     automatic = params.context.trigger_kind == types.InlineCompletionTriggerKind.Automatic
-    found = await ls.completer.suggest(params.text_document.uri, position.line, position.character, automatic)
+    trigger = "automatic" if automatic else "invoked"
+    found = await ls.completer.suggest(params.text_document.uri, position.line, position.character, trigger)
+    # An insertion at the cursor: VS Code can then accept it word by word or line by line.
     here = types.Range(start=position, end=position)
     return types.InlineCompletionList(
         items=[types.InlineCompletionItem(insert_text=text, range=here) for text in found.texts]
@@ -200,7 +201,7 @@ async def inline_completion(
 async def completion(ls: MercuryLanguageServer, params: types.CompletionParams) -> types.CompletionList:
     position = params.position
     uri = params.text_document.uri
-    found = await ls.completer.suggest(uri, position.line, position.character, automatic=False)
+    found = await ls.completer.suggest(uri, position.line, position.character, _completion_trigger(params.context))
     document = ls.completer.documents.get(uri)
     if not found.texts or document is None:
         return types.CompletionList(is_incomplete=True, items=[])
@@ -223,6 +224,12 @@ async def completion(ls: MercuryLanguageServer, params: types.CompletionParams) 
         for rank, text in enumerate(found.texts)
     ]
     return types.CompletionList(is_incomplete=True, items=items)
+
+
+def _completion_trigger(context: types.CompletionContext | None) -> TriggerKind:
+    """Typing re-asks for completion items (a trigger character, an incomplete list); the rest is asked for."""
+    kind = context.trigger_kind if context else types.CompletionTriggerKind.Invoked
+    return "invoked" if kind == types.CompletionTriggerKind.Invoked else "automatic"
 
 
 # Fill the selection --------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """End to end: the real `mercury-lsp` process, which auto-starts the real engine on a tiny checkpoint.
 
-Expected texts come from the engine itself: the same context sent straight to /v1/infill and run
-through the same filters must give what the language server answered (the engine is seeded).
+Expected texts come from the engine itself: the request the language server should send, written out here
+field by field and sent straight to /v1/infill, then cut and filtered the same way, must give what the
+language server answered (the engine is seeded).
 """
 
 from __future__ import annotations
@@ -23,10 +24,10 @@ from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 from session import Session, session
 
-from mercury_lsp.context import build_context, estimate_tokens
 from mercury_lsp.engine import daemon
+from mercury_lsp.infill_api import Completion, parse_spans
 from mercury_lsp.positions import index_to_column
-from mercury_lsp.postprocess import CursorView, postprocess
+from mercury_lsp.postprocess import CursorView, suggestion
 
 ROOT = "/work/project"
 URI = f"file://{ROOT}/pkg/calc.py"
@@ -66,9 +67,11 @@ def engine_url() -> str:
 
 
 def http_json(path: str, body: dict[str, Any] | None = None) -> Any:
+    """A call to the auto-started engine, with the runtime folder's secret as the language server sends it."""
+    key = daemon.read_secret()
     request = urllib.request.Request(
         engine_url() + path, data=json.dumps(body).encode() if body is not None else None,
-        headers={"Content-Type": "application/json"},
+        headers={"Content-Type": "application/json"} | ({"Authorization": f"Bearer {key}"} if key else {}),
     )
     with urllib.request.urlopen(request, timeout=30) as response:
         raw = response.read()
@@ -87,17 +90,31 @@ def infill_requests() -> float:
     return metric("mercury_requests_total", 'endpoint="/v1/infill",status="200"')
 
 
-def expected(before: str, after: str, path: str = "pkg/calc.py", max_tokens: int = 64,
-             steps: int | None = 8) -> str:
-    """What the server should show: the engine's answer to the same context, through the same filters."""
-    context = build_context(before, after, path=path, language_id="python", prefix_tokens=1024,
-                            suffix_tokens=256, extra="", count=estimate_tokens)
-    view = CursorView.around(before, after)
-    body = {"prefix": context.prefix, "suffix": context.suffix, "max_tokens": max_tokens, "n": 1,
-            "single_line": bool(view.line_suffix.strip())}
+def infill_body(before: str, after: str, path: str = "pkg/calc.py", steps: int | None = 8, extra: str = "",
+                single_line: bool | None = None) -> dict[str, Any]:
+    """The /v1/infill body the language server should send for a small file: the whole text on both sides,
+    the file's path as the header, a 32-token canvas for one line (mid-line), 64 for a block."""
+    if single_line is None:
+        single_line = bool(after.split("\n", 1)[0].strip())
+    body = {"prefix": before, "suffix": after, "header": f"# {path}\n",
+            "max_tokens": 32 if single_line else 64, "single_line": single_line}
+    if extra:
+        body["extra_context"] = extra
     if steps is not None:
         body["steps"] = steps
-    return postprocess(http_json("/v1/infill", body)["text"], view)
+    return body
+
+
+def shown(answer: dict[str, Any], before: str, after: str, min_confidence: float = 0.0,
+          max_lines: int | None = None) -> str:
+    """What the language server shows for an engine answer: cut at the confidence, then filtered."""
+    completion = Completion(answer["text"], answer["tokens"], parse_spans(answer.get("spans"), answer["text"]))
+    return suggestion(completion, CursorView.around(before, after), min_confidence, max_lines)
+
+
+def expected(before: str, after: str, **fields: Any) -> str:
+    """What the server should show: the engine's answer to the same request, through the same filters."""
+    return shown(http_json("/v1/infill", infill_body(before, after, **fields)), before, after)
 
 
 def offset(text: str, line: int, character: int) -> int:
@@ -106,8 +123,9 @@ def offset(text: str, line: int, character: int) -> int:
 
 
 def settings_for(runtime: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    # A random model is sure of nothing: no confidence cut, and blocks allowed, unless a test asks.
     return {"model": runtime["model"], "device": "cpu", "steps": 8, "debounceMs": 30,
-            "debounceMaxMs": 60, **extra}
+            "debounceMaxMs": 60, "minConfidence": 0, "maxLines": None, **extra}
 
 
 def engine_session(runtime: dict[str, Any], **extra: Any) -> Any:
@@ -152,6 +170,7 @@ async def test_inline_completion_is_the_engines_infill_at_the_cursor(runtime) ->
         want = expected(SOURCE[:cursor], SOURCE[cursor:])
         answer, status = await live.inline_with_status(URI, 5, 15)
         assert want and [item.insert_text for item in answer.items] == [want]
+        # An insertion at the cursor, on one line: what VS Code needs to accept it word by word or line by line.
         here = types.Position(line=5, character=15)
         assert answer.items[0].range == types.Range(start=here, end=here)
         assert status["state"] == "ready" and status["tokens"] and status["steps"] and status["latencyMs"] > 0
@@ -198,11 +217,8 @@ async def test_fill_code_action_and_command_regenerate_the_selection(runtime) ->
         edit = resolved.edit.changes[URI][0]
         assert edit.range == selection
         start, end = offset(SOURCE, 1, 11), offset(SOURCE, 1, 16)
-        direct = http_json("/v1/infill", {
-            "prefix": build_context(SOURCE[:start], SOURCE[end:], path="pkg/calc.py", language_id="python",
-                                    prefix_tokens=1024, suffix_tokens=256, extra="", count=estimate_tokens).prefix,
-            "suffix": SOURCE[end:], "max_tokens": 64, "n": 1, "single_line": True, "steps": 8,
-        })
+        direct = http_json("/v1/infill", infill_body(SOURCE[:start], SOURCE[end:], single_line=True)
+                           | {"max_tokens": 64})
         assert edit.new_text == direct["text"]
         result = await live.client.workspace_execute_command_async(types.ExecuteCommandParams(
             command="mercury.fill", arguments=[URI, {"start": {"line": 1, "character": 11},
@@ -322,15 +338,14 @@ async def test_openai_backend_against_our_engine(runtime) -> None:
     """The remote path: any OpenAI-compatible /v1/completions with `suffix`, here our own engine."""
     async with engine_session(runtime) as live:
         await open_ready(live)  # the module's engine is up
-    settings = {"engineUrl": engine_url(), "backend": "openai", "remoteModel": "tiny", "steps": 8}
+    settings = {"engineUrl": engine_url(), "backend": "openai", "remoteModel": "tiny", "steps": 8,
+                "apiKey": daemon.read_secret(), "maxLines": None, "minConfidence": 0}
     async with session(settings, env=runtime["env"]) as live:
         await open_ready(live)
         cursor = offset(SOURCE, 5, 15)
-        context = build_context(SOURCE[:cursor], SOURCE[cursor:], path="pkg/calc.py", language_id="python",
-                                prefix_tokens=1024, suffix_tokens=256, extra="", count=estimate_tokens)
-        direct = http_json("/v1/completions", {"model": "tiny", "prompt": context.prefix, "suffix": context.suffix,
+        direct = http_json("/v1/completions", {"model": "tiny", "prompt": SOURCE[:cursor], "suffix": SOURCE[cursor:],
                                                "max_tokens": 64, "n": 1, "temperature": 0})
-        want = postprocess(direct["choices"][0]["text"], CursorView.around(SOURCE[:cursor], SOURCE[cursor:]))
+        want = shown({"text": direct["choices"][0]["text"], "tokens": 0}, SOURCE[:cursor], SOURCE[cursor:])
         answer = await live.inline(URI, 5, 15)
         assert want and [item.insert_text for item in answer.items] == [want]
 
@@ -343,7 +358,8 @@ def test_demo_prints_the_completion_and_timings(runtime, tmp_path: Path) -> None
     done = subprocess.run(command, env=runtime["env"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
-    assert report["state"] == "ready" and report["text"]
+    # With the default minConfidence a random model's text is cut to nothing: the engine still did the work.
+    assert report["state"] == "ready" and isinstance(report["text"], str)
     assert report["latencyMs"] > 0 and report["engineMs"] > 0 and report["tokens"] > 0
     human = subprocess.run(command[:-1], env=runtime["env"], capture_output=True, text=True, timeout=120)
     assert human.returncode == 0 and "tokens/s" in human.stdout and "server overhead" in human.stdout
@@ -381,12 +397,7 @@ async def test_extra_context_from_another_open_document_goes_before_the_prefix(r
         live.open(f"file://{ROOT}/pkg/helpers.py", helper)
         await open_ready(live)
         cursor = offset(SOURCE, 5, 15)
-        context = build_context(SOURCE[:cursor], SOURCE[cursor:], path="pkg/calc.py", language_id="python",
-                                prefix_tokens=1024, suffix_tokens=256, extra="# pkg/helpers.py\n" + helper,
-                                count=estimate_tokens)
-        direct = http_json("/v1/infill", {"prefix": context.prefix, "suffix": context.suffix, "max_tokens": 64,
-                                          "n": 1, "single_line": False, "steps": 8})
-        want = postprocess(direct["text"], CursorView.around(SOURCE[:cursor], SOURCE[cursor:]))
+        want = expected(SOURCE[:cursor], SOURCE[cursor:], extra="# pkg/helpers.py\n" + helper)
         answer = await live.inline(URI, 5, 15)
         assert want and [item.insert_text for item in answer.items] == [want]
         assert want != expected(SOURCE[:cursor], SOURCE[cursor:])  # the extra context changed the answer
@@ -405,3 +416,79 @@ async def test_a_missing_model_is_shown_once(tmp_path: Path, monkeypatch: pytest
             assert [m.message for m in live.client.messages] == [f"Mercury: {failed['message']}"]
     finally:
         daemon.stop_engine()
+
+
+async def change_settings(live: Session, **changes: Any) -> None:
+    """workspace/didChangeConfiguration with a `mercury` object, as VS Code and Neovim send it."""
+    live.client.workspace_did_change_configuration(
+        types.DidChangeConfigurationParams(settings={"mercury": changes}))
+    await asyncio.sleep(0.2)  # a notification has no answer to wait for
+
+
+async def test_a_lone_surrogate_in_the_document_does_not_break_completion(runtime) -> None:
+    # A UTF-16 editor half-way through typing an emoji sends its high surrogate alone.
+    text = "s = '\ud83d'\n" + SOURCE
+    async with engine_session(runtime) as live:
+        await open_ready(live, text)
+        cursor = offset(text, 6, 15)  # "    result = []|"
+        before, after = text[:cursor], text[cursor:]
+        answer, status = await live.inline_with_status(URI, 6, 15)
+        assert status["message"] is None and status["source"] == "engine"
+        clean = infill_body(before.replace("\ud83d", "\ufffd"), after)
+        want = shown(http_json("/v1/infill", clean), before, after)
+        assert want and [item.insert_text for item in answer.items] == [want]
+
+
+async def test_a_configuration_change_clears_the_cache(runtime) -> None:
+    async with engine_session(runtime) as live:
+        await open_ready(live)
+        await first_suggestion(live)
+        _, status = await live.inline_with_status(URI, 5, 15)
+        assert status["source"] == "cache"
+        before = infill_requests()
+        await change_settings(live, **settings_for(runtime, maxTokens=48))
+        _, status = await live.inline_with_status(URI, 5, 15)
+        assert status["source"] == "engine" and infill_requests() == before + 1
+
+
+async def test_suggestions_are_cut_where_the_engines_confidence_drops(runtime) -> None:
+    cursor = offset(SOURCE, 5, 15)
+    before, after = SOURCE[:cursor], SOURCE[cursor:]
+    async with engine_session(runtime) as live:
+        await open_ready(live)
+        answer = http_json("/v1/infill", infill_body(before, after))
+        spans = parse_spans(answer["spans"], answer["text"])
+        assert spans, "the engine sent no confidence spans"
+        # Between the first span's confidence and the lowest one: the first word stays, a later one goes.
+        confidences = sorted({round(span.confidence, 4) for span in spans[1:]})
+        minimum = next((c for c in confidences if c > spans[-1].confidence), None) or confidences[-1]
+        want = shown(answer, before, after, min_confidence=minimum)
+        await change_settings(live, **settings_for(runtime, minConfidence=minimum))
+        answer_items = (await live.inline(URI, 5, 15)).items
+        assert [item.insert_text for item in answer_items] == [t for t in [want] if t]
+        assert want != shown(answer, before, after)  # the cut took something away
+        await change_settings(live, **settings_for(runtime, minConfidence=1.0))
+        assert list((await live.inline(URI, 4, 17)).items) == []  # nothing is that sure: nothing shown
+
+
+async def test_trigger_kinds_and_comments_decide_before_the_engine_is_asked(runtime) -> None:
+    text = SOURCE + "# the total of \n"
+    async with engine_session(runtime, triggerKinds=["invoked"], disableInComments=True) as live:
+        await open_ready(live, text)
+        before = infill_requests()
+        assert list((await live.inline(URI, 5, 15, automatic=True)).items) == []
+        assert list((await live.inline(URI, 9, 15)).items) == []  # inside the comment
+        assert infill_requests() == before
+        assert (await live.inline(URI, 5, 15)).items  # asked for, in code
+        assert infill_requests() == before + 1
+
+
+async def test_max_lines_one_asks_for_a_single_line(runtime) -> None:
+    cursor = offset(SOURCE, 2, 0)  # the blank line after add(): a block would be allowed
+    before, after = SOURCE[:cursor], SOURCE[cursor:]
+    async with engine_session(runtime, maxLines=1) as live:
+        await open_ready(live)
+        want = shown(http_json("/v1/infill", infill_body(before, after, single_line=True)), before, after)
+        answer = await live.inline(URI, 2, 0)
+        assert [item.insert_text for item in answer.items] == [t for t in [want] if t]
+        assert all("\n" not in item.insert_text for item in answer.items)

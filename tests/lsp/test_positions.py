@@ -42,7 +42,7 @@ def test_columns_past_the_line_clamp_to_its_end() -> None:
 
 
 def test_document_offsets_and_positions() -> None:
-    doc = Document("file:///a.py", "python", 1, "ab\r\n😀c\nlast")
+    doc = Document("file:///a.py", "python", "ab\r\n😀c\nlast")
     assert doc.line_count == 3
     assert doc.line(1) == "😀c"
     assert doc.offset_at(1, 2, "utf-16") == 5
@@ -54,14 +54,14 @@ def test_document_offsets_and_positions() -> None:
 
 
 def test_word_before_the_cursor() -> None:
-    doc = Document("file:///a.py", "python", 1, "x = my_var\nnext")
+    doc = Document("file:///a.py", "python", "x = my_var\nnext")
     assert doc.word_before(10) == "my_var"
     assert doc.word_before(4) == ""
     assert doc.word_before(11) == ""  # a line break ends the word
 
 
 def test_incremental_change_in_utf16_and_utf8() -> None:
-    doc = Document("file:///a.py", "python", 1, "x = '😀'\n")
+    doc = Document("file:///a.py", "python", "x = '😀'\n")
     doc.apply_change("漢", (0, 7), (0, 7), "utf-16")  # after the emoji, before the quote
     assert doc.text == "x = '😀漢'\n"
     doc.apply_change("", (0, 5), (0, 12), "utf-8")  # delete emoji and 漢 (4 + 3 bytes)
@@ -77,7 +77,7 @@ def test_incremental_change_in_utf16_and_utf8() -> None:
     encoding=st.sampled_from(["utf-8", "utf-16", "utf-32"]),
 )
 def test_any_position_maps_to_a_character_boundary(text, line, column, encoding) -> None:
-    doc = Document("file:///p", "plaintext", 1, text)
+    doc = Document("file:///p", "plaintext", text)
     offset = doc.offset_at(line, column, encoding)
     assert 0 <= offset <= len(text)
     back = doc.position_at(offset, encoding)
@@ -93,11 +93,11 @@ def test_any_position_maps_to_a_character_boundary(text, line, column, encoding)
     ),
 )
 def test_incremental_line_index_matches_a_fresh_one(text, edits) -> None:
-    doc = Document("file:///p", "plaintext", 1, text)
+    doc = Document("file:///p", "plaintext", text)
     for line, column, end_line, end_column, insert in edits:
         start, end = sorted([(line, column), (end_line, end_column)])
         doc.apply_change(insert, start, end, "utf-16")
-        fresh = Document("file:///p", "plaintext", 1, doc.text)
+        fresh = Document("file:///p", "plaintext", doc.text)
         assert doc.line_count == fresh.line_count
         assert [doc.line(n) for n in range(doc.line_count)] == [fresh.line(n) for n in range(fresh.line_count)]
         assert all(doc.offset_at(n, 0, "utf-32") == fresh.offset_at(n, 0, "utf-32") for n in range(doc.line_count))

@@ -257,8 +257,10 @@ def usage_chunk_json(head: AnswerHead, request: CompletionRequest, prompt_tokens
 # -- the client's side --------------------------------------------------------------------------------------------
 
 def completion_body(request: InfillRequest, route: Route, model: str | None) -> dict[str, Any]:
-    """The body another server is sent for an infill request: only fields its documented shape has."""
-    body: dict[str, Any] = {"prompt": request.prefix, "suffix": request.suffix, "max_tokens": request.max_tokens}
+    """The body another server is sent for an infill request: only fields its documented shape has. Those
+    servers know no header or extra context: both go before the prefix, in the order our engine lays them."""
+    prompt = request.extra_context + request.header + request.prefix
+    body: dict[str, Any] = {"prompt": prompt, "suffix": request.suffix, "max_tokens": request.max_tokens}
     if model:
         body["model"] = model
     if request.single_line:

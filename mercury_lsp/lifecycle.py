@@ -24,14 +24,9 @@ CONFIGURED_GRACE_S = 2.0
 RETRY_AFTER_S = 15.0
 
 
-def _ca_bundle(settings: Settings) -> str | None:
-    # `caBundle` joins the settings model with the schema change that adds it; until then the system store decides.
-    return getattr(settings, "ca_bundle", None)
-
-
 def _engine_settings(settings: Settings) -> tuple:
     return (settings.enabled, settings.engine_url, settings.backend, settings.api_key,
-            settings.remote_model, settings.auto_start, settings.model, settings.device, _ca_bundle(settings))
+            settings.remote_model, settings.auto_start, settings.model, settings.device, settings.ca_bundle)
 
 
 async def _local_engine(settings: Settings) -> EngineClient:
@@ -58,7 +53,7 @@ async def _client(settings: Settings) -> EngineClient:
     if url is None:
         return await _local_engine(settings)
     return EngineClient(url, settings.backend, settings.api_key, settings.remote_model,
-                        ca_bundle=_ca_bundle(settings))
+                        ca_bundle=settings.ca_bundle)
 
 
 class EngineLink:

@@ -58,3 +58,13 @@ def test_logprobs_that_do_not_spell_the_text_are_ignored():
     assert spans_from_logprobs({"tokens": ["a"], "token_logprobs": [-0.1, -0.2]}, "a") == ()
     assert spans_from_logprobs(None, "a") == ()
     assert spans_from_logprobs({"tokens": ["a", ""], "token_logprobs": [0.5, -1.0]}, "a")[0].confidence == 1.0
+
+
+def test_other_servers_get_the_header_and_extra_context_before_the_prefix():
+    from mercury_lsp.completions_api import completion_body
+    from mercury_lsp.infill_api import InfillRequest
+
+    request = InfillRequest(prefix="x = ", suffix="\n", header="# app.py\n", extra_context="# util.py\ny = 1\n")
+    for route in ("completions", "fim"):
+        body = completion_body(request, route, "m")
+        assert body["prompt"] == "# util.py\ny = 1\n# app.py\nx = " and body["suffix"] == "\n"

@@ -1,22 +1,21 @@
-"""The bundled model's evaluation under engine variants that were measured and not kept (bench/RESULTS.md).
+"""The bundled model's evaluation under variants that were measured and not kept (bench/RESULTS.md).
 
     python bench/eval_variants.py VARIANT [--single 200] [--multi 100] [--seed 0] [--factor 1.0]
 
-Each variant changes one thing around `mercury-engine eval` (same held-out holes, same table) by patching the
-engine in this process only:
+Each variant changes one thing around `mercury-engine eval` (same held-out holes, same table) in this process:
 
     base            the engine as it ships
-    frontier        forced commits go to the leftmost masked positions (confidence decayed by --factor per
-                    position from the frontier; 0 = strictly left to right) instead of the most confident ones
     steps           step budget = canvas x --factor instead of canvas / 2
-    server          single-line holes asked the way the language server asks (canvas 64, multi-line unless text
-                    follows the cursor), its post-processing applied, against `server-eval` (the evaluation's own
-                    single-line request with the same post-processing)
+    server          single-line holes asked the way the language server asked before it sized single lines
+                    itself (canvas 64, multi-line unless text follows the cursor), its post-processing applied,
+                    against `server-eval` (the evaluation's own single-line request, same post-processing)
     server-eval     see server
     server-single   as server, but one line (canvas 32) after typed text unless a block opener ends it
-    exact-context   every step recomputes the whole window with full bidirectional attention (no chunked prefix,
-                    no cached context)
     int8            dynamic int8 quantization of the transformer layers' linear maps (per channel)
+
+Engine settings are options of `mercury-engine eval` itself: `--exact-context` (full bidirectional attention at
+every step), `--confidence margin|entropy`. The earlier `frontier` variant re-typed the commit selection and was
+removed with it; its row in RESULTS.md stays as measured then.
 """
 
 from __future__ import annotations
@@ -28,49 +27,19 @@ import warnings
 
 import torch
 
-import mercury_lsp.engine.evaluate as evaluate
-import mercury_lsp.engine.infill as infill
-import mercury_lsp.engine.sampler as sampler
+import mercury_lsp.engine.training.evaluate as evaluate
 from mercury_lsp.engine.cli import main as engine_main
-from mercury_lsp.kernels.commit import _suffix_run
 from mercury_lsp.postprocess import _BLOCK_OPENER, CursorView, postprocess
 
-VARIANTS = ("base", "frontier", "steps", "server", "server-eval", "server-single", "exact-context", "int8")
-
-
-def frontier_commits(decay: float):
-    """commit_confident_reference with the forced commits ranked by confidence x decay^(distance from frontier)."""
-
-    def commit(p_best, id_best, p_nf, id_nf, best_is_filler, masked, committed_filler, threshold, filler_rule,
-               min_commits=None):
-        rule = filler_rule[:, None]
-        in_run = _suffix_run(committed_filler | (masked & best_is_filler)) & rule
-        token = torch.where(in_run | ~rule, id_best, id_nf)
-        conf = torch.where(in_run | ~rule, p_best, p_nf)
-        passes = conf >= threshold[:, None]
-        run_commit = _suffix_run(in_run & (committed_filler | (masked & passes))) & masked
-        commit = run_commit | (~in_run & masked & passes)
-        masked_run = masked & in_run
-        run_frontier = masked_run & (masked_run.flip(-1).cumsum(-1).flip(-1) == 1)
-        content = masked & ~in_run
-        eligible = (content | run_frontier) & ~commit
-        missing = (min_commits - commit.sum(-1)).clamp(min=0)
-        position = torch.arange(conf.shape[-1], device=conf.device).expand_as(conf)
-        first = torch.where(content, position, conf.shape[-1]).min(-1, keepdim=True).values
-        distance = (position - first).clamp(min=0).float()
-        score = torch.where(content, conf * decay**distance, conf)
-        rank = score.masked_fill(~eligible, -1.0).argsort(dim=-1, descending=True, stable=True).argsort(-1)
-        return commit | (eligible & (rank < missing[:, None])), token, conf
-
-    return commit
+VARIANTS = ("base", "steps", "server", "server-eval", "server-single", "int8")
 
 
 def patch_requests(change) -> None:
     """Rewrite each hole's request with change(request, view, kind)."""
     original = evaluate.hole_request
 
-    def request(prefix: str, suffix: str, kind: str):
-        return change(original(prefix, suffix, kind), CursorView.around(prefix, suffix), kind)
+    def request(prefix: str, suffix: str, kind: str, header: str = ""):
+        return change(original(prefix, suffix, kind, header), CursorView.around(prefix, suffix), kind)
 
     evaluate.hole_request = request
 
@@ -89,25 +58,6 @@ def patch_postprocessing() -> None:
         return report
 
     evaluate.evaluate_model = evaluate_model
-
-
-def patch_exact_context() -> None:
-    original_step = infill.InfillEngine.step
-
-    def step(self, jobs):
-        for job in jobs:
-            if not job.done:
-                job.canvas.needs_refresh = True  # every step takes the refresh path, which is replaced below
-        original_step(self, jobs)
-
-    def group_forward(self, job):
-        ids = torch.tensor([job.prefix_ids + job.canvas.ids.tolist() + job.suffix_ids], device=self.device)
-        hidden, _ = self.model.forward_window(ids)
-        job.context_version += 1
-        return self.model.logits(hidden[0, self._canvas_rows(job, offset=len(job.prefix_ids))])
-
-    infill.InfillEngine.step = step
-    infill.InfillEngine._group_forward = group_forward
 
 
 def patch_int8() -> None:
@@ -135,12 +85,10 @@ def main() -> int:
     parser.add_argument("--single", default="200")
     parser.add_argument("--multi", default="100")
     parser.add_argument("--seed", default="0")
-    parser.add_argument("--factor", type=float, default=1.0, help="frontier: decay; steps: steps per canvas slot")
-    args = parser.parse_args()
+    parser.add_argument("--factor", type=float, default=1.0, help="steps: steps per canvas position")
+    args, engine_options = parser.parse_known_args()  # the rest go to `mercury-engine eval` (--exact-context, ...)
 
-    if args.variant == "frontier":
-        sampler.commit_confident = frontier_commits(args.factor)
-    elif args.variant == "steps":
+    if args.variant == "steps":
         patch_requests(lambda r, view, kind: dataclasses.replace(r, steps=max(1, int(r.max_tokens * args.factor))))
     elif args.variant.startswith("server"):
         def as_the_server_asks(r, view, kind):
@@ -155,11 +103,10 @@ def main() -> int:
 
         patch_requests(as_the_server_asks)
         patch_postprocessing()
-    elif args.variant == "exact-context":
-        patch_exact_context()
     elif args.variant == "int8":
         patch_int8()
-    return engine_main(["eval", "--single", args.single, "--multi", args.multi, "--seed", args.seed, "--common"])
+    return engine_main(["eval", "--single", args.single, "--multi", args.multi, "--seed", args.seed, "--common",
+                        *engine_options])
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@
     python bench/train_gpu.py --init-from mercury_lsp/models/default   # continue the shipped model (new optimizer)
     python bench/train_gpu.py --check         # a few tiny CPU steps into a temp folder: the script's plumbing
 
-Same objective and code as `mercury-engine train` (engine/train.py): a causal warm start, then masked diffusion
+Same objective and code as `mercury-engine train` (engine/training/train.py): a causal warm start, then masked diffusion
 and infilling with shifted prediction; the "gpu" preset: 23.5M parameters
 (d 512, 6 layers), sequences of 1,024 tokens, batches of 64, bf16 autocast, SDPA flash attention, torch.compile,
 example-building worker processes. The tokenizer of the current bundled model is reused so the vocabulary stays.
@@ -28,8 +28,8 @@ os.environ["MERCURY_KERNELS"] = "reference"
 
 import torch  # noqa: E402
 
-from mercury_lsp.engine.corpus import collect_corpus  # noqa: E402
-from mercury_lsp.engine.train import PRESETS, run_training  # noqa: E402
+from mercury_lsp.engine.training.corpus import collect_corpus  # noqa: E402
+from mercury_lsp.engine.training.train import PRESETS, run_training  # noqa: E402
 from mercury_lsp.models import BUNDLED_MODEL  # noqa: E402
 
 REPOSITORY = Path(__file__).resolve().parent.parent

@@ -4,7 +4,7 @@ it is what comes next, how much typing it saves, how long it takes.
     python bench/typing_replay.py [--functions 24] [--seed 0] [--engine-url URL | --model PATH]
                                   [--min-confidence 0 0.2 0.4] [--max-lines 0 1] [--out DIR]
 
-Functions come from the held-out side of the corpus split (engine/corpus.py, the rule the bundled model's
+Functions come from the held-out side of the corpus split (engine/training/corpus.py, the rule the bundled model's
 evaluation uses): each is cut out of its file, and a typist writes it back into the gap, one keystroke per
 didChange (Enter brings the next line's indentation, as editors do). It pauses after each word and at each line
 start, where the editor asks for an inline completion with the Automatic trigger. A shown suggestion that is
@@ -40,8 +40,8 @@ from lsprotocol import types
 
 from mercury_lsp.demo import DemoClient
 from mercury_lsp.engine import daemon
-from mercury_lsp.engine.corpus import collect_corpus
-from mercury_lsp.engine.evaluate import parses
+from mercury_lsp.engine.training.corpus import collect_corpus
+from mercury_lsp.engine.training.evaluate import parses
 from mercury_lsp.models import BUNDLED_MODEL
 from mercury_lsp.positions import index_to_column
 

@@ -62,6 +62,9 @@ class EngineSettings:
     refresh_every: int = 0  # recompute tail/suffix keys/values every N steps (0 = only when the canvas changes length)
     reuse_suffix: bool = True  # first steps reuse the previous keystroke's suffix keys/values (SuffixCache)
     heal_suffix: bool = True  # a cursor inside a word: the suffix tokenizes after the word (encode_suffix)
+    # Exact bidirectional attention, as the model was trained: no prefix chunks, every step recomputes the whole
+    # window (several times slower; the reference the caches are measured against).
+    exact_context: bool = False
     expand_initial: int = 8  # starting canvas length in expand/delete mode
     candidate_temperature: float = 0.8  # for candidates after the first when the request is greedy
     threshold: float = 0.9  # commit threshold when a request names none
@@ -236,7 +239,7 @@ class InfillEngine:
     def _start_in(self, slots: list[int], request_id: int, context: ContextTokens, healed, spec: CanvasSpec,
                   request: InfillRequest) -> list[Job]:
         mode, length, max_length = spec.mode, spec.length, spec.max_length
-        chunk_len = self.prefix_cache.full_chunk_length(len(healed.ids))
+        chunk_len = 0 if self.settings.exact_context else self.prefix_cache.full_chunk_length(len(healed.ids))
         if chunk_len:
             self.prefix_cache.encode_into(healed.ids[:chunk_len], slots[0])
         lead = healed.ids[-1] if (self.model.config.shifted and healed.ids) else None
@@ -262,7 +265,8 @@ class InfillEngine:
         """One denoising step for every unfinished job: one batched forward over their canvases."""
         active = [j for j in jobs if not j.done]
         every = self.settings.refresh_every
-        stale = [j for j in active if j.stale or (every and j.steps_since_refresh >= every)]
+        exact = self.settings.exact_context
+        stale = [j for j in active if exact or j.stale or (every and j.steps_since_refresh >= every)]
         if stale:
             self._refresh_and_step(stale)
         fresh = [j for j in active if j not in stale]
@@ -388,7 +392,8 @@ class InfillEngine:
         n_tail = len(tail)
         keep_tail = n_tail - (1 if job.lead is not None else 0)  # the lead is recomputed with the canvas
         first_step = job.steps_done == 0
-        reused = self.suffix_cache.get(suffix) if (first_step and suffix and self.settings.reuse_suffix) else None
+        reuse = self.settings.reuse_suffix and not self.settings.exact_context
+        reused = self.suffix_cache.get(suffix) if (first_step and suffix and reuse) else None
         if reused is not None:
             was_at, suffix_kv = reused
             for k, v, (cached_k, cached_v) in zip(self.context.k, self.context.v, suffix_kv):
@@ -409,7 +414,7 @@ class InfillEngine:
             hidden, kv = self.model.forward_window(ids, positions, past=past, past_len=past_len)
             self.context.write(slot, chunk_len, kv, 0, keep_tail)
             self.context.write(slot, chunk_len + keep_tail, kv, n_tail + length, n_tail + length + len(suffix))
-            if first_step and suffix and self.settings.reuse_suffix:
+            if first_step and suffix and reuse:
                 at = n_tail + length
                 self.suffix_cache.put(suffix, start + length,
                                       [(k[0, :, at : at + len(suffix)], v[0, :, at : at + len(suffix)]) for k, v in kv])

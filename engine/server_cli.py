@@ -98,7 +98,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         idle_exit_minutes=args.idle_exit,
         port_file=Path(args.port_file) if args.port_file else None,
         engine_options={"cuda_graphs": not args.no_cuda_graphs, "confidence": args.confidence,
-                        "refresh_every": args.refresh_every, "reuse_suffix": not args.no_suffix_reuse},
+                        "refresh_every": args.refresh_every, "reuse_suffix": not args.no_suffix_reuse,
+                        "exact_context": args.exact_context},
     )
     logging.basicConfig(stream=sys.stderr, level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -168,6 +169,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="recompute the context's keys/values every N steps (0: when a canvas changes length)")
     serve.add_argument("--no-suffix-reuse", action="store_true",
                        help="recompute the suffix on every request instead of reusing the last keystroke's")
+    serve.add_argument("--exact-context", action="store_true",
+                       help="full bidirectional attention at every step: no prefix chunks, no cached context (slow)")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     serve.set_defaults(func=cmd_serve)
 

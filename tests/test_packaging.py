@@ -21,7 +21,8 @@ def test_wheel_has_only_the_mercury_lsp_top_level_package(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     top_level = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
     assert top_level == {"mercury_lsp"}
-    for module in ("mercury_lsp/engine/model.py", "mercury_lsp/kernels/attention.py", "mercury_lsp/engine/cli.py"):
+    for module in ("mercury_lsp/engine/model.py", "mercury_lsp/kernels/attention.py", "mercury_lsp/engine/cli.py",
+                   "mercury_lsp/engine/training/train.py"):
         assert module in names
 
     # The bundled model: every weight file its index names, so an installed package completes out of the box.
@@ -34,3 +35,27 @@ def test_wheel_has_only_the_mercury_lsp_top_level_package(tmp_path):
     if index.exists():
         weights.add(index.name)
     assert {model + w for w in weights} <= set(names)
+
+
+SERVING = """
+import importlib.abc, sys
+
+class HideTraining(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "mercury_lsp.engine.training" or name.startswith("mercury_lsp.engine.training."):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+sys.meta_path.insert(0, HideTraining())
+import mercury_lsp.engine.server, mercury_lsp.engine.batcher, mercury_lsp.engine.infill, mercury_lsp.server
+from mercury_lsp.engine.cli import build_parser
+commands = build_parser()._subparsers._group_actions[0].choices
+assert "serve" in commands and "train" not in commands, sorted(commands)
+print("served without training")
+"""
+
+
+def test_serving_imports_no_training_module():
+    done = subprocess.run([sys.executable, "-c", SERVING], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "served without training" in done.stdout

@@ -40,10 +40,15 @@ def _canvas(engine: InfillEngine, job: Job) -> list[int]:
 
 
 def _cached_logits(engine: InfillEngine, job: Job) -> torch.Tensor:
-    """The step's logits over the slot's cached context, at the canvas's own width."""
+    """The step's logits over the slot's cached context, at the canvas's own width; on a CPU the step computes
+    them for masked positions only, so only those are compared (see _masked)."""
     rows = torch.tensor([job.slot])
     span = engine._context_length(job)
     return engine.canvas_step._logits(rows, job.length, span, (job.slot, job.slot + 1))[0]
+
+
+def _masked(engine: InfillEngine, job: Job) -> torch.Tensor:
+    return engine.canvases.masked[job.slot, : job.length]
 
 
 def _recomputed_logits(engine: InfillEngine, job: Job) -> torch.Tensor:
@@ -62,8 +67,9 @@ def test_cached_step_equals_full_recompute_right_after_a_refresh(tiny_checkpoint
     job = _started_job(engine)
     for _ in range(3):  # several steps, each compared on the same canvas
         full = engine._group_forward(job, _canvas(engine, job))  # refreshes the slot's context
-        cached = _cached_logits(engine, job)
-        assert torch.allclose(cached, full, atol=1e-4), (cached - full).abs().max()
+        cached, masked = _cached_logits(engine, job), _masked(engine, job)
+        assert masked.any()
+        assert torch.allclose(cached[masked], full[masked], atol=1e-4), (cached - full)[masked].abs().max()
         engine.step([job])
         if job.done:
             break
@@ -76,10 +82,11 @@ def test_stale_context_predictions_mostly_agree_with_recomputation(tiny_checkpoi
     for _ in range(4):
         if job.done:
             break
-        cached = _cached_logits(engine, job).argmax(-1)
-        full = _recomputed_logits(engine, job).argmax(-1)
+        masked = _masked(engine, job)
+        cached = _cached_logits(engine, job).argmax(-1)[masked]
+        full = _recomputed_logits(engine, job).argmax(-1)[masked]
         agree += int((cached == full).sum())
-        total += job.length
+        total += int(masked.sum())
         engine.step([job])
     assert total and agree / total >= 0.8
 
@@ -157,3 +164,13 @@ def test_the_next_keystroke_reuses_the_suffix_and_the_same_request_answers_the_s
     exact.infill(request)
     exact.infill(request)
     assert exact.suffix_cache.hits == 0
+
+
+def test_exact_context_recomputes_the_whole_window_bidirectionally_at_every_step(tiny_checkpoint, monkeypatch):
+    engine = engine_for(tiny_checkpoint, exact_context=True)
+    calls = []
+    forward = engine._group_forward
+    monkeypatch.setattr(engine, "_group_forward", lambda job, canvas: calls.append(job.chunk_len) or forward(job, canvas))
+    result = engine.infill(InfillRequest(prefix=SOURCE + "x = ", suffix="\n\nprint(x)\n", max_tokens=10, steps=10))
+    assert calls and set(calls) == {0}  # no prefix chunks: the whole prefix is in the window
+    assert len(calls) == result.steps  # every step a full recompute

@@ -10,7 +10,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
 from typing_replay import heldout_tasks, keystroke, pause_points, word_accept  # noqa: E402
 
-from mercury_lsp.engine.corpus import in_heldout  # noqa: E402
+from mercury_lsp.engine.training.corpus import in_heldout  # noqa: E402
 
 
 def test_pauses_after_words_and_at_line_starts() -> None:

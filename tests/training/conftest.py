@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from mercury_lsp.engine.checkpoint import load_vocabulary
-from mercury_lsp.engine.tokenizer_training import special_token_ids, train_tokenizer
+from mercury_lsp.engine.training.tokenizer import special_token_ids, train_tokenizer
 from mercury_lsp.engine.vocab import Vocabulary
 
 from corpus_sample import MODULES, write_modules

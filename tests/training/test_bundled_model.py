@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from mercury_lsp.engine.checkpoint import load_checkpoint
-from mercury_lsp.engine.evaluate import common_code_completions
+from mercury_lsp.engine.training.evaluate import common_code_completions
 from mercury_lsp.models import BUNDLED_MODEL
 
 # Rows of COMMON_CODE the shipped model gets exactly right (MODEL_CARD.md has the whole table, wrong rows too).

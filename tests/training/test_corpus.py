@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from mercury_lsp.engine.corpus import collect_corpus, in_heldout, is_benchmark_path
+from mercury_lsp.engine.training.corpus import collect_corpus, in_heldout, is_benchmark_path
 
 from corpus_sample import MODULES, write_modules
 

@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 from mercury_lsp.engine.checkpoint import load_checkpoint
-from mercury_lsp.engine.corpus import SourceFile
-from mercury_lsp.engine.evaluate import (
+from mercury_lsp.engine.training.corpus import SourceFile
+from mercury_lsp.engine.training.evaluate import (
     EvalReport,
     Hole,
     Outcome,

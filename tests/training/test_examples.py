@@ -9,7 +9,7 @@ import torch
 from mercury_lsp.engine.checkpoint import LoadedModel
 from mercury_lsp.engine.infill import InfillEngine
 from mercury_lsp.engine.model import ModelConfig, Transformer
-from mercury_lsp.engine.train import ExampleBuilder, infill_parts, pick_hole
+from mercury_lsp.engine.training.train import ExampleBuilder, infill_parts, pick_hole
 from mercury_lsp.engine.vocab import Vocabulary
 from mercury_lsp.infill_api import InfillRequest
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mercury_lsp.engine.tokenizer_training import (
+from mercury_lsp.engine.training.tokenizer import (
     SPECIAL_TOKENS,
     sample_texts,
     special_token_ids,

@@ -16,7 +16,7 @@ from tokenizers import Tokenizer
 from mercury_lsp.engine.checkpoint import load_checkpoint
 from mercury_lsp.engine.errors import CheckpointError
 from mercury_lsp.engine.infill import InfillEngine, InfillRequest
-from mercury_lsp.engine.train import (
+from mercury_lsp.engine.training.train import (
     PRESETS,
     ExampleBuilder,
     TrainConfig,

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from mercury_lsp.context import file_header
 from mercury_lsp.engine.checkpoint import LoadedModel
-from mercury_lsp.engine.corpus import SourceFile, collect_corpus
 from mercury_lsp.engine.infill import EngineSettings, InfillEngine
+from mercury_lsp.engine.training.corpus import SourceFile, collect_corpus
 from mercury_lsp.infill_api import InfillRequest
 
 SINGLE_LINE_TOKENS = 32  # the language server's single-line canvas
@@ -168,10 +168,12 @@ def heldout_holes(
 
 
 def evaluation_engine(
-    loaded: LoadedModel, prefix_tokens: int = PREFIX_TOKENS, suffix_tokens: int = SUFFIX_TOKENS
+    loaded: LoadedModel, prefix_tokens: int = PREFIX_TOKENS, suffix_tokens: int = SUFFIX_TOKENS, **settings: object
 ) -> InfillEngine:
-    """The engine with its default sampler and a context budget (the language server's by default)."""
-    return InfillEngine(loaded, EngineSettings(max_prefix_tokens=prefix_tokens, max_suffix_tokens=suffix_tokens))
+    """The engine with its default sampler and a context budget (the language server's by default); `settings`
+    are further EngineSettings fields (confidence, exact_context, ...)."""
+    return InfillEngine(loaded, EngineSettings(max_prefix_tokens=prefix_tokens, max_suffix_tokens=suffix_tokens,
+                                               **settings))
 
 
 def hole_request(prefix: str, suffix: str, kind: str, header: str = "") -> InfillRequest:
@@ -187,9 +189,10 @@ def hole_request(prefix: str, suffix: str, kind: str, header: str = "") -> Infil
 
 
 def evaluate_model(
-    loaded: LoadedModel, holes: list[Hole], prefix_tokens: int = PREFIX_TOKENS, suffix_tokens: int = SUFFIX_TOKENS
+    loaded: LoadedModel, holes: list[Hole], prefix_tokens: int = PREFIX_TOKENS, suffix_tokens: int = SUFFIX_TOKENS,
+    **settings: object,
 ) -> EvalReport:
-    engine = evaluation_engine(loaded, prefix_tokens, suffix_tokens)
+    engine = evaluation_engine(loaded, prefix_tokens, suffix_tokens, **settings)
     report = EvalReport()
     for hole in holes:
         result = engine.infill(hole_request(hole.prefix, hole.suffix, hole.kind, file_header(hole.key, "python")))

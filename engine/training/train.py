@@ -22,11 +22,11 @@ from torch.nn import functional as F
 
 from mercury_lsp.context import file_header
 from mercury_lsp.engine.checkpoint import load_checkpoint, load_vocabulary, save_checkpoint
-from mercury_lsp.engine.corpus import Corpus, collect_corpus
 from mercury_lsp.engine.errors import CheckpointError
 from mercury_lsp.engine.healing import encode_prefix, encode_suffix, heal_prefix
 from mercury_lsp.engine.model import ModelConfig, Transformer
-from mercury_lsp.engine.tokenizer_training import sample_texts, special_token_ids, train_tokenizer
+from mercury_lsp.engine.training.corpus import Corpus, collect_corpus
+from mercury_lsp.engine.training.tokenizer import sample_texts, special_token_ids, train_tokenizer
 from mercury_lsp.engine.vocab import Vocabulary
 
 # Canvas lengths the language server asks for (max_tokens; healing adds one): single-line 16-32, multi-line 64.

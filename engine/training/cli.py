@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from mercury_lsp.engine.cli import UsageError, add_model_options
+from mercury_lsp.engine.cli import UsageError, add_confidence_option, add_model_options
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 
@@ -44,6 +44,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--prefix-tokens", type=int, default=1024, help="prefix budget (language server default)")
     evaluate.add_argument("--suffix-tokens", type=int, default=256, help="suffix budget (language server default)")
     evaluate.add_argument("--common", action="store_true", help="also complete the everyday-code prompts")
+    add_confidence_option(evaluate)
+    evaluate.add_argument("--exact-context", action="store_true",
+                          help="full bidirectional attention at every step (no prefix chunks, no cached context)")
     evaluate.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     evaluate.set_defaults(func=cmd_eval)
 
@@ -52,7 +55,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     import torch
 
     from mercury_lsp.engine.checkpoint import pick_device
-    from mercury_lsp.engine.train import PRESETS, run_training
+    from mercury_lsp.engine.training.train import PRESETS, run_training
 
     if args.minutes <= 0:
         raise UsageError("--minutes must be positive.")
@@ -91,7 +94,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     import torch
 
     from mercury_lsp.engine.checkpoint import load_checkpoint
-    from mercury_lsp.engine.evaluate import (
+    from mercury_lsp.engine.training.evaluate import (
         common_code_completions,
         evaluate_model,
         format_table,
@@ -108,7 +111,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         holes = heldout_holes(args.single, args.multi, args.seed, roots=args.root)
         if not holes:
             raise UsageError("no held-out files to punch holes in.")
-        report = evaluate_model(loaded, holes, args.prefix_tokens, args.suffix_tokens)
+        report = evaluate_model(loaded, holes, args.prefix_tokens, args.suffix_tokens, confidence=args.confidence,
+                                exact_context=args.exact_context)
         print(json.dumps(report.summary()) if args.json else format_table(report))
         for outcome in report.outcomes[: args.examples]:
             print(outcome.describe())

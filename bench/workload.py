@@ -1,4 +1,4 @@
-"""What the benchmarks share: holes cut from a real source file, and percentiles."""
+"""What the benchmarks share: holes cut from a real source file, the model to measure, and percentiles."""
 
 from __future__ import annotations
 
@@ -7,15 +7,11 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from mercury_lsp.engine.training.evaluate import percentile  # noqa: F401  (the benchmarks' percentile)
 from mercury_lsp.models import BUNDLED_MODEL
 
 # A real, long Python file that every machine with Python has.
 SOURCE_FILE = Path(argparse.__file__)
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
 def holes(text: str, count_tokens: Callable[[str], int], context_tokens: int, count: int) -> list[tuple[str, str]]:

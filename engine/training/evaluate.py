@@ -83,16 +83,18 @@ class EvalReport:
                 "exact_match": sum(o.exact for o in rows) / len(rows),
                 "compiles": sum(o.compiles for o in rows) / len(rows),
                 "empty": sum(not o.text.strip() for o in rows) / len(rows),
-                "p50_ms": _percentile(times, 0.5),
-                "p90_ms": _percentile(times, 0.9),
+                "p50_ms": percentile(times, 0.5),
+                "p90_ms": percentile(times, 0.9),
             }
         return out
 
 
-def _percentile(sorted_values: list[float], q: float) -> float:
-    if len(sorted_values) == 1:
-        return sorted_values[0]
-    return statistics.quantiles(sorted_values, n=100, method="inclusive")[round(q * 100) - 1]
+def percentile(values: list[float], q: float) -> float:
+    """The q-quantile (0 < q < 1) by linear interpolation between the nearest ranks (numpy's default); the one
+    definition every benchmark and evaluation here uses."""
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[min(98, max(0, round(q * 100) - 1))]
 
 
 def parses(source: str) -> bool:

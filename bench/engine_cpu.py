@@ -15,8 +15,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
@@ -30,7 +28,7 @@ from mercury_lsp.engine.checkpoint import load_checkpoint
 from mercury_lsp.engine.infill import InfillEngine
 from mercury_lsp.infill_api import InfillRequest
 
-from workload import SOURCE_FILE, benchmark_model, percentile
+from workload import SOURCE_FILE, benchmark_model, percentile, spawn_engine
 
 PREFIX_CHARS, SUFFIX_CHARS = 1024 * 4, 256 * 4  # the language server's default windows (tokens x 4 characters)
 LINE_TOKENS, BLOCK_TOKENS = 32, 64
@@ -46,18 +44,8 @@ class EngineServer:
 
     def __enter__(self) -> EngineServer:
         self.folder = tempfile.TemporaryDirectory()
-        port_file = Path(self.folder.name) / "engine.json"
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "mercury_lsp.engine.cli", "serve", "--device", "cpu", "--port", "0",
-             "--model", str(self.model), "--threads", str(self.threads), "--port-file", str(port_file)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
+        self.process, self.url = spawn_engine(Path(self.folder.name), self.model, "--threads", str(self.threads))
         deadline = time.monotonic() + 120
-        while not port_file.exists():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the engine server did not start")
-            time.sleep(0.1)
-        self.url = json.loads(port_file.read_text())["url"]
         while self.get("/health").get("status") != "ok":
             if time.monotonic() > deadline:
                 raise RuntimeError("the engine did not load its model")

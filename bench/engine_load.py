@@ -22,8 +22,6 @@ import os
 import platform
 import signal
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -31,7 +29,7 @@ from pathlib import Path
 import aiohttp
 from tokenizers import Tokenizer
 
-from workload import SHAPES, SOURCE_FILE, benchmark_model, holes, percentile
+from workload import SHAPES, SOURCE_FILE, benchmark_model, holes, percentile, spawn_engine
 
 CONCURRENCY = (1, 4, 16)
 
@@ -40,25 +38,14 @@ class Server:
     """A real engine process on an ephemeral port."""
 
     def __init__(self, folder: Path, model: Path, threads: int, max_batch: int) -> None:
-        port_file = folder / "engine.json"
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "mercury_lsp.engine.cli", "serve", "--port", "0", "--port-file", str(port_file),
-             "--model", str(model), "--device", "cpu", "--threads", str(threads), "--max-batch", str(max_batch),
-             "--max-queue", "256", "--log-level", "warning"],
-            stdin=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 120
-        while not port_file.exists():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit("engine_load: the engine did not start.")
-            time.sleep(0.05)
-        self.url = json.loads(port_file.read_text())["url"]
+        self.process, self.url = spawn_engine(folder, model, "--threads", str(threads), "--max-batch", str(max_batch),
+                                              "--max-queue", "256")
 
     async def wait_ready(self, session: aiohttp.ClientSession) -> dict:
         while True:
             async with session.get(self.url + "/health") as response:
                 health = await response.json()
-            if health["status"] != "loading":
+            if health["status"] not in ("loading", "warming"):
                 if health["status"] != "ok":
                     raise SystemExit(f"engine_load: {health.get('message')}")
                 return health

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import json
+import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -45,3 +48,21 @@ def benchmark_model(model: str | None, scratch: Path, shape: str) -> tuple[Path,
     from checkpoints import make_tiny_checkpoint
 
     return make_tiny_checkpoint(scratch / "random", **SHAPES[shape]), f"random weights ({shape} shape)"
+
+
+def spawn_engine(folder: Path, model: Path, *args: str) -> tuple[subprocess.Popen, str]:
+    """`mercury-engine serve` on a free loopback port (its port file in `folder`, a private temporary folder);
+    returns the process and its URL once the port is bound (the model may still be loading)."""
+    port_file = folder / "engine.json"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mercury_lsp.engine.cli", "serve", "--device", "cpu", "--port", "0",
+         "--port-file", str(port_file), "--model", str(model), "--log-level", "warning", *args],
+        stdin=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while not port_file.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise SystemExit("the engine did not start.")
+        time.sleep(0.05)
+    return process, json.loads(port_file.read_text())["url"]

@@ -40,11 +40,14 @@ def main(argv: list[str] | None = None) -> int:
         from mercury_lsp.demo import run_demo
 
         return run_demo(args)
+    from mercury_lsp import log_bridge
     from mercury_lsp.server import server
-    from mercury_lsp.transport import serve_stdio
+    from mercury_lsp.transport import serve_stdio, serve_tcp
+
+    log_bridge.install(server.protocol, args.log_level)
 
     if args.tcp:
-        server.start_tcp(args.host, args.port)
+        serve_tcp(server, args.host, args.port)  # the bounded frame reader, as on stdio
     else:
         serve_stdio(server)
     return 0

@@ -72,6 +72,7 @@ class EngineLink:
         self._poll_s = poll_s
         self._starting: asyncio.Task | None = None
         self._failed_at = 0.0
+        self._wanted = False  # an engine was asked for: after a settings change, connect again at once
 
     def configure(self, settings: Settings) -> None:
         """Take new settings; a different engine target means a fresh connection."""
@@ -82,6 +83,8 @@ class EngineLink:
         self._drop_connection()
         self._set("loading" if settings.enabled else "disabled", None)
         self._failed_at = 0.0
+        if settings.enabled and self._wanted:
+            self.ready_client()  # reconnect now, not at the next request: the editor shows "ready" without a keystroke
 
     def ready_client(self) -> EngineClient | None:
         """The client when the engine is ready; otherwise start (or keep) it coming and return None."""
@@ -92,6 +95,7 @@ class EngineLink:
         if self.state == "error" and time.monotonic() - self._failed_at < RETRY_AFTER_S:
             return None
         if self._starting is None or self._starting.done():
+            self._wanted = True
             self._set("loading", "Starting the engine.")
             self._starting = asyncio.create_task(self._start())
         return None

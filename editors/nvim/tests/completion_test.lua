@@ -21,11 +21,13 @@ local function mercury_client(bufnr)
   return vim.lsp.get_clients({ bufnr = bufnr, name = "mercury" })[1]
 end
 
---- Ask the server directly until the engine has loaded and answers with something.
+--- Ask the server directly until the engine has loaded and answers with something. While it loads the
+--- server answers at once; a first engine answer can take many seconds on a busy machine, and a request
+--- given up (and so cancelled) too early would never get one.
 local function first_answer(client, bufnr, method, params)
   local answer
   h.wait_for(method .. " with a result (model loading)", function()
-    local response = client:request_sync(method, params, 5000, bufnr)
+    local response = client:request_sync(method, params, 60000, bufnr)
     local result = response and response.result
     local items = result and (result.items or result) or {}
     if #items > 0 then
@@ -69,9 +71,37 @@ h.test("the README setup lines start mercury-lsp for a Python file", function()
   h.eq(model, client.config.init_options.mercury.model, "model sent in initializationOptions")
 end)
 
+--- The suggestion drawn now, as Neovim draws it (its namespace's extmarks), '' when none.
+local function ghost_text(bufnr)
+  local ns = vim.api.nvim_get_namespaces()["nvim.lsp.inline_completion"]
+  local parts = {}
+  for _, mark in ipairs(ns and vim.api.nvim_buf_get_extmarks(bufnr, ns, 0, -1, { details = true }) or {}) do
+    for _, chunk in ipairs(mark[4].virt_text or {}) do
+      parts[#parts + 1] = chunk[1]
+    end
+  end
+  return table.concat(parts)
+end
+
+local function insert_mode_done()
+  h.feed("<Esc>")
+  h.wait_for("normal mode", function()
+    return vim.api.nvim_get_mode().mode == "n"
+  end)
+end
+
 -- The plugin is on the runtimepath only once the README lines ran, so ask Neovim directly.
 if vim.lsp.inline_completion ~= nil then
   h.skip("textDocument/completion in the popup menu", "Neovim 0.12 shows inline completions instead")
+  h.test("inline completion: a key typed while the engine loads gets its suggestion once it is ready", function()
+    -- The server starts its engine now; the answer to this key is empty, and nothing else is typed.
+    reset_buffer(bufnr)
+    h.feed("A")
+    h.wait_for("ghost text without another key", function()
+      return ghost_text(bufnr) ~= ""
+    end, 180000)
+    insert_mode_done()
+  end)
   h.test("inline completion: ghost text appears and <Tab> accepts it", function()
     local params = vim.lsp.util.make_position_params(0, client.offset_encoding)
     params.position = CURSOR
@@ -94,16 +124,70 @@ if vim.lsp.inline_completion ~= nil then
       return vim.api.nvim_get_mode().mode == "n"
     end)
   end)
+  h.test("inline completion: a suggestion typed past is not inserted at its old place", function()
+    reset_buffer(bufnr)
+    vim.bo[bufnr].expandtab = false
+    vim.bo[bufnr].softtabstop = 0
+    h.feed("A")
+    local shown = h.wait_for("ghost text", function()
+      local text = ghost_text(bufnr)
+      return text ~= "" and text
+    end, 60000)
+    h.truthy(not vim.startswith(shown, "Q"), "the suggestion must not start with the key typed past it: " .. shown)
+    -- "Q" and <Tab> together, before Neovim asks again (it waits 200 ms): the drawn suggestion is stale.
+    h.feed("Q<Tab>")
+    h.wait_for("the typed keys", function()
+      return vim.api.nvim_buf_get_lines(bufnr, 2, 3, false)[1] ~= "    return "
+    end, 10000)
+    vim.wait(300)
+    h.eq("    return Q\t", vim.api.nvim_buf_get_lines(bufnr, 2, 3, false)[1], "line after Q<Tab>")
+    insert_mode_done()
+  end)
+  h.test("inline completion: <M-Right> accepts the next word of the suggestion", function()
+    reset_buffer(bufnr)
+    h.feed("A")
+    local shown = h.wait_for("ghost text", function()
+      local text = ghost_text(bufnr)
+      return text ~= "" and text
+    end, 60000)
+    local word = require("mercury.accept").next_word(shown)
+    h.feed("<M-Right>")
+    h.wait_for("the next word in the buffer", function()
+      return vim.api.nvim_buf_get_lines(bufnr, 2, 3, false)[1] == "    return " .. word
+    end, 10000)
+    insert_mode_done()
+  end)
+  h.test("inline completion: with candidates = 2, <M-]> cycles to the next one", function()
+    require("mercury").update_settings({ candidates = 2 })
+    reset_buffer(bufnr)
+    h.feed("A")
+    h.wait_for("ghost text", function()
+      return ghost_text(bufnr) ~= ""
+    end, 60000)
+    h.feed("<M-]>")
+    -- Neovim marks a selected candidate with "(index/count)" after the ghost text.
+    local hint = h.wait_for("the candidate hint", function()
+      return ghost_text(bufnr):match("%((%d+)/(%d+)%)$")
+    end, 10000)
+    h.truthy(hint, "hint")
+    insert_mode_done()
+    require("mercury").update_settings({ candidates = 1 })
+  end)
   h.test("inline completion: <Tab> is a plain Tab when nothing is shown", function()
     reset_buffer(bufnr)
     -- A plain <Tab> then inserts one tab character (the python ftplugin sets expandtab and softtabstop).
     vim.bo[bufnr].expandtab = false
     vim.bo[bufnr].softtabstop = 0
-    h.feed("A<C-]><Tab><Esc>")
-    h.wait_for("normal mode", function()
-      return vim.api.nvim_get_mode().mode == "n"
+    h.feed("A")
+    h.wait_for("insert mode", function()
+      return vim.api.nvim_get_mode().mode == "i"
+    end)
+    h.feed("<C-]><Tab>")
+    h.wait_for("the line to change", function()
+      return vim.api.nvim_buf_get_lines(bufnr, 2, 3, false)[1] ~= "    return "
     end)
     h.eq("    return \t", vim.api.nvim_buf_get_lines(bufnr, 2, 3, false)[1], "line after <Tab>")
+    insert_mode_done()
   end)
 else
   h.test("textDocument/completion: <C-Space> shows the infill and <C-y> inserts all of it", function()
@@ -142,7 +226,9 @@ end
 
 h.test("the statusline shows the last completion's latency", function()
   h.wait_for("a ready status", function()
-    return require("mercury").statusline():match("^Mercury · %d+ ms")
+    local line = require("mercury").statusline()
+    -- A cache hit (type-through) shows "cached" instead of a latency.
+    return line:match("^Mercury · %d+ ms") or line == "Mercury · cached"
   end, 10000)
 end)
 
@@ -157,6 +243,9 @@ end)
 
 h.test(":Mercury disable reaches the server, which then stops completing", function()
   vim.cmd("Mercury disable")
+  h.wait_for("the statusline to show off", function()
+    return require("mercury").statusline() == "Mercury: off"
+  end, 10000)
   h.eq(false, client.settings.mercury.enabled, "client settings")
   local params = vim.lsp.util.make_position_params(0, client.offset_encoding)
   params.position = { line = 4, character = 0 }
@@ -166,6 +255,11 @@ h.test(":Mercury disable reaches the server, which then stops completing", funct
   h.eq(0, result and #(result.items or result) or 0, "items while disabled")
   vim.cmd("Mercury enable")
   h.eq(true, client.settings.mercury.enabled, "client settings")
+  -- No key is pressed: the plugin wakes the engine connection, and the statusline leaves "loading".
+  h.wait_for("the statusline to show the engine ready again without a keystroke", function()
+    local line = require("mercury").statusline()
+    return line ~= "" and not vim.tbl_contains({ "Mercury: off", "Mercury: loading", "Mercury: error" }, line)
+  end, 60000)
 end)
 
 h.run(function()

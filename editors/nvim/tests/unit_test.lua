@@ -33,7 +33,8 @@ h.test("bad options get one sentence each", function()
     { { cmd = "mercury-lsp" }, "option 'cmd' must be a non-empty list of strings, like { \"mercury-lsp\" }" },
     { { settings = { maxToken = 3 } }, "unknown setting 'maxToken'; the settings are: " .. table.concat(config.setting_keys, ", ") },
     { { keymaps = { accept = 1 } }, "keymap 'accept' must be a key string or false" },
-    { { keymaps = { jump = "x" } }, "unknown keymap 'jump'; the keymaps are: accept, next, prev, dismiss, trigger" },
+    { { keymaps = { jump = "x" } },
+      "unknown keymap 'jump'; the keymaps are: accept, accept_line, accept_word, dismiss, next, prev, trigger" },
     { { filetypes = "python" }, "option 'filetypes' must be a list of filetype names or nil" },
   }
   for _, case in ipairs(cases) do
@@ -50,6 +51,21 @@ h.test("setup() with bad options notifies once and starts nothing", function()
   h.truthy(notified[1].message:find("^mercury: unknown setting 'nope'"), "message " .. notified[1].message)
   h.eq(vim.log.levels.ERROR, notified[1].level, "level")
   h.eq(nil, require("mercury").options, "options")
+end)
+
+h.test("the server's settings default to the generated server_defaults, and each one set replaces its default", function()
+  local defaults = require("mercury.server_defaults")
+  local keys = vim.tbl_keys(assert(config.resolve(nil)).settings)
+  table.sort(keys)
+  h.eq(config.setting_keys, keys, "default settings")
+  h.eq(vim.tbl_count(defaults), #keys, "one setting per default")
+  h.truthy(vim.tbl_contains(config.setting_keys, "maxTokens"), "maxTokens is a setting")
+  local opts = assert(config.resolve({ settings = { triggerKinds = { "invoked" }, model = "/m" } }))
+  h.eq({ "invoked" }, opts.settings.triggerKinds, "a list replaces, not merged index by index")
+  h.eq("/m", opts.settings.model, "model")
+  h.eq(defaults.maxTokens, opts.settings.maxTokens, "untouched default")
+  -- JSON null travels as null.
+  h.eq(vim.NIL, vim.json.decode(vim.json.encode(config.server_settings(opts.settings))).engineUrl, "null")
 end)
 
 h.test("empty settings travel as a JSON object, not an array", function()
@@ -70,6 +86,127 @@ h.test("statusline follows mercury/status reports", function()
   h.eq("Mercury: error", status.statusline(), "error")
   status.handler(nil, { state = "disabled" })
   h.eq("Mercury: off", status.statusline(), "disabled")
+end)
+
+h.test("the statusline shows a slow answer's speed with a decimal and a cache hit as cached", function()
+  status.handler(nil, { state = "ready", latencyMs = 19747.2, tokensPerSecond = 0.1, tokens = 2, source = "engine" })
+  h.eq("Mercury · 19747 ms · 0.1 tok/s", status.statusline(), "slow, not 0 tok/s")
+  status.handler(nil, { state = "ready", latencyMs = 900, tokensPerSecond = 0, tokens = 0, source = "engine" })
+  h.eq("Mercury · 900 ms", status.statusline(), "nothing generated")
+  status.handler(nil, { state = "ready", latencyMs = 0.3, tokensPerSecond = vim.NIL, tokens = 8, source = "cache" })
+  h.eq("Mercury · cached", status.statusline(), "cache hit, not 0 ms")
+  status.handler(nil, { state = "ready", latencyMs = 300, tokensPerSecond = 9.96, source = "engine" })
+  h.eq("Mercury · 300 ms · 10 tok/s", status.statusline(), "rounded to 10")
+end)
+
+h.test("accepting checks that the suggestion still starts at the cursor", function()
+  local accept = require("mercury.accept")
+  -- Asked at column 13 of "    for v in val"; the server answered "ues:" there.
+  local item = { insert_text = "ues:", range = { start_row = 0, start_col = 16, end_row = 0, end_col = 16 } }
+  local line = "    for v in val"
+  h.eq({ row = 0, start_col = 16, end_col = 16, lines = { "ues:" }, complete = true },
+    accept.insertion(item, "all", line, 0, 16), "at the cursor it was asked for")
+  -- "u" typed since: it is the start of the suggestion, which replaces it.
+  h.eq({ row = 0, start_col = 16, end_col = 17, lines = { "ues:" }, complete = true },
+    accept.insertion(item, "all", line .. "u", 0, 17), "typed through")
+  -- "Q" typed since: the old suggestion must not go in at its old place.
+  h.eq(nil, accept.insertion(item, "all", line .. "Q", 0, 17), "stale after another key")
+  h.eq(nil, accept.insertion(item, "all", line, 1, 0), "another line")
+  h.eq(nil, accept.insertion(item, "all", "    for v", 0, 9), "cursor before the start")
+  h.eq(nil, accept.insertion(item, "all", line .. "ues:", 0, 20), "all of it typed: nothing left")
+  -- Without a range the item inserts at the cursor.
+  h.eq({ row = 2, start_col = 4, end_col = 4, lines = { "pass" }, complete = true },
+    accept.insertion({ insert_text = "pass" }, "all", "    ", 2, 4), "no range")
+end)
+
+h.test("accept-word and accept-line take the next word or line of what is left", function()
+  local accept = require("mercury.accept")
+  h.eq("total", accept.next_word("total += value\n    return total"), "word")
+  h.eq(" +=", accept.next_word(" += value"), "operator run with its blank")
+  h.eq("    ", accept.next_word("    "), "blanks only")
+  h.eq("total += value", accept.next_line("total += value\n    return total"), "line")
+  h.eq("\n    return total", accept.next_line("\n    return total\nx"), "the next line after a break")
+  local item = { insert_text = "urn total / n\n", range = { start_row = 3, start_col = 7, end_row = 3, end_col = 7 } }
+  h.eq({ row = 3, start_col = 8, end_col = 8, lines = { "rn" }, complete = false },
+    accept.insertion(item, "word", "    retu", 3, 8), "word after the typed 'u'")
+  h.eq({ row = 3, start_col = 8, end_col = 8, lines = { "rn total / n" }, complete = false },
+    accept.insertion(item, "line", "    retu", 3, 8), "rest of the line")
+end)
+
+h.test("the accept keys insert through vim.lsp.inline_completion, or are the key itself", function()
+  -- Neovim 0.12's API as documented: get({ bufnr, on_accept }) returns whether an item is current and
+  -- calls on_accept with it. A stand-in here, so this runs on any version; the real one is tested against
+  -- the server in completion_test.lua on 0.12.
+  local inline = require("mercury.inline")
+  local saved = vim.lsp.inline_completion
+  local current
+  vim.lsp.inline_completion = { get = function(opts)
+    if not current then
+      return false
+    end
+    opts.on_accept(current)
+    return true
+  end }
+  local bufnr = vim.api.nvim_create_buf(false, true)
+  vim.api.nvim_set_current_buf(bufnr)
+  -- A ")" after the cursor keeps column 17 valid outside insert mode.
+  vim.api.nvim_buf_set_lines(bufnr, 0, -1, false, { "    for v in valQ)" })
+  vim.api.nvim_win_set_cursor(0, { 1, 17 })
+  local fed = {}
+  local feedkeys = vim.api.nvim_feedkeys
+  vim.api.nvim_feedkeys = function(keys, mode) fed[#fed + 1] = { keys, mode } end
+  local ok, err = pcall(function()
+    local tab = inline.acceptor(bufnr, "<Tab>", "all")
+    h.eq(vim.keycode("<Tab>"), tab(), "nothing drawn: a plain <Tab>")
+    -- Draw a suggestion where Neovim would, in its namespace.
+    local ns = vim.api.nvim_create_namespace("nvim.lsp.inline_completion")
+    vim.api.nvim_buf_set_extmark(bufnr, ns, 0, 17, { virt_text = { { "es:", "ComplHint" } }, virt_text_pos = "inline" })
+    current = { insert_text = "ues:", range = { start_row = 0, start_col = 16, end_row = 0, end_col = 16 } }
+    h.eq("", tab(), "a suggestion is current: the key is taken")
+    h.eq({ "    for v in valQ)" }, vim.api.nvim_buf_get_lines(bufnr, 0, -1, false), "stale: nothing inserted")
+    h.eq({ { vim.keycode("<Tab>"), "ni" } }, fed, "stale: the key itself instead, ahead of keys typed since")
+    vim.api.nvim_buf_set_lines(bufnr, 0, -1, false, { "    for v in valu)" })
+    vim.api.nvim_win_set_cursor(0, { 1, 17 })
+    h.eq("", tab(), "typed through")
+    h.eq({ "    for v in values:)" }, vim.api.nvim_buf_get_lines(bufnr, 0, -1, false), "accepted after the typed 'u'")
+    h.eq({ 1, 20 }, vim.api.nvim_win_get_cursor(0), "cursor after it")
+    vim.api.nvim_buf_clear_namespace(bufnr, ns, 0, -1)
+    vim.api.nvim_buf_set_extmark(bufnr, ns, 0, 20, { virt_text = { { "", "ComplHint" } }, virt_text_pos = "inline" })
+    h.eq(vim.keycode("<Tab>"), tab(), "an empty suggestion: a plain <Tab>")
+  end)
+  vim.lsp.inline_completion = saved
+  vim.api.nvim_feedkeys = feedkeys
+  vim.api.nvim_buf_delete(bufnr, { force = true })
+  assert(ok, err)
+end)
+
+h.test("ghost text gets a terminal color and italics where its group has none", function()
+  local highlight = require("mercury.highlight")
+  vim.api.nvim_set_hl(0, "ComplHint", { fg = "#808080" })
+  vim.api.nvim_set_hl(0, "ComplHintMore", { fg = "#606060", ctermfg = 245 })
+  highlight.ensure_ghost_text_visible()
+  local hint = vim.api.nvim_get_hl(0, { name = "ComplHint" })
+  h.eq(8, hint.ctermfg, "ComplHint terminal color")
+  h.eq(true, hint.cterm and hint.cterm.italic, "ComplHint italic")
+  h.eq(tonumber("808080", 16), hint.fg, "GUI color kept")
+  h.eq(245, vim.api.nvim_get_hl(0, { name = "ComplHintMore" }).ctermfg, "a terminal color of its own is kept")
+  vim.api.nvim_set_hl(0, "ComplHint", { fg = "#808080" })
+  vim.cmd.doautocmd("ColorScheme")
+  h.eq(8, vim.api.nvim_get_hl(0, { name = "ComplHint" }).ctermfg, "set again after a colorscheme")
+end)
+
+h.test("the engine is woken when completions come back on, and asked again when it is ready", function()
+  local wake = require("mercury.wake")
+  local bufnr = vim.api.nvim_get_current_buf()
+  local requests = {}
+  local client = { offset_encoding = "utf-16", attached_buffers = { [bufnr] = true },
+    request = function(_, method, params) requests[#requests + 1] = { method, params.context } end }
+  wake.after_status({ state = "ready" }, { state = "disabled" }, client)
+  h.eq({}, requests, "switched off")
+  wake.after_status({ state = "disabled" }, { state = "loading" }, client)
+  h.eq({ { "textDocument/completion", { triggerKind = 1 } } }, requests, "switched on: one request")
+  wake.after_status({ state = "loading" }, { state = "loading" }, client)
+  h.eq(1, #requests, "no second request while it loads")
 end)
 
 h.test("the popup shows the first line of a multi-line infill", function()
@@ -119,6 +256,24 @@ h.test(":Mercury rejects an unknown subcommand in one sentence", function()
   vim.cmd("Mercury frobnicate")
   h.truthy(notified[1] and notified[1].message:find("^mercury: unknown subcommand 'frobnicate'"), "message")
   h.eq({ "disable", "enable", "log", "restart", "status" }, vim.fn.getcompletion("Mercury ", "cmdline"), "completion")
+end)
+
+h.test(":Mercury status prints no vim.NIL for a JSON null message", function()
+  require("mercury").setup({ cmd = { "/nonexistent/mercury-lsp" } })
+  status.handler(nil, { state = "ready", latencyMs = vim.NIL, tokensPerSecond = vim.NIL, message = vim.NIL })
+  local printed = vim.api.nvim_exec2("Mercury status", { output = true }).output
+  h.eq("Mercury ", printed, ":Mercury status output")
+  status.handler(nil, { state = "ready", message = "default on cpu" })
+  h.eq("Mercury default on cpu", vim.api.nvim_exec2("Mercury status", { output = true }).output, "with a message")
+end)
+
+h.test("checkhealth reports an engine error that came without a message", function()
+  status.handler(nil, { state = "error", message = vim.NIL })
+  vim.cmd("checkhealth mercury")
+  local report = table.concat(vim.api.nvim_buf_get_lines(0, 0, -1, false), "\n")
+  h.truthy(report:find("Engine: error", 1, true), "engine line in:\n" .. report)
+  h.truthy(not report:find("vim.NIL", 1, true), "no vim.NIL in:\n" .. report)
+  vim.cmd("bwipeout!")
 end)
 
 h.run()

@@ -1,6 +1,7 @@
 /** Entry point: wires the language client, the status bar and the commands together. */
 import * as vscode from 'vscode';
 import { API_KEY_SECRET, ServerConnection } from './serverConnection';
+import { serverSettingSchemas } from './settings';
 import { StatusBar } from './status';
 
 let connection: ServerConnection | undefined;
@@ -29,7 +30,9 @@ async function askForApiKey(secrets: vscode.SecretStorage): Promise<void> {
 export async function activate(context: vscode.ExtensionContext): Promise<void> {
   const log = vscode.window.createOutputChannel('Mercury', { log: true });
   const statusBar = new StatusBar();
-  const server = new ServerConnection(context.secrets, log, statusBar);
+  // The server's settings are the ones this extension declares: no list of them is kept in code.
+  const schemas = serverSettingSchemas(context.extension.packageJSON);
+  const server = new ServerConnection(context.secrets, log, statusBar, schemas);
   connection = server;
   context.subscriptions.push(
     log,
@@ -44,6 +47,8 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     vscode.workspace.onDidChangeConfiguration((event) => {
       if (event.affectsConfiguration('mercury.server')) {
         void server.restart();
+      } else if (event.affectsConfiguration('mercury.trace')) {
+        server.traceSettingChanged();
       } else if (event.affectsConfiguration('mercury')) {
         void server.sendSettings();
       }

@@ -1,87 +1,79 @@
-/** The `mercury` settings object the server reads (notes/LSP_CONTRACT.md), built from VS Code's configuration. */
+/**
+ * The `mercury` settings object the server reads, built from the settings this extension's package.json
+ * declares. The server's settings are generated into package.json from its settings model, so a new
+ * server setting needs no change here.
+ */
 
 /** The part of `vscode.WorkspaceConfiguration` this module reads. */
 export interface ConfigurationReader {
   get<T>(key: string): T | undefined;
 }
 
-export type Backend = 'mercury' | 'openai';
-export type Device = 'auto' | 'cpu' | 'cuda';
-
-/** Exactly the keys of the server's settings contract, in its camelCase spelling. */
-export interface MercurySettings {
-  enabled: boolean;
-  enabledLanguages: string[];
-  engineUrl: string | null;
-  backend: Backend;
-  apiKey: string | null;
-  remoteModel: string | null;
-  autoStart: boolean;
-  model: string | null;
-  device: Device;
-  prefixTokens: number;
-  suffixTokens: number;
-  extraContextTokens: number;
-  maxTokens: number;
-  steps: number | null;
-  threshold: number | null;
-  debounceMs: number;
-  debounceMaxMs: number;
-  candidates: number;
+/** The part of a contributed configuration property this module reads. */
+export interface SettingSchema {
+  type?: string | string[];
+  default?: unknown;
 }
 
-/** The contract's defaults; the extension's contributed defaults must equal these. */
-export const DEFAULT_SETTINGS: Readonly<MercurySettings> = Object.freeze({
-  enabled: true,
-  enabledLanguages: ['*'],
-  engineUrl: null,
-  backend: 'mercury',
-  apiKey: null,
-  remoteModel: null,
-  autoStart: true,
-  model: null,
-  device: 'auto',
-  prefixTokens: 1024,
-  suffixTokens: 256,
-  extraContextTokens: 0,
-  maxTokens: 64,
-  steps: null,
-  threshold: null,
-  debounceMs: 75,
-  debounceMaxMs: 400,
-  candidates: 1,
-});
+/** What the server receives: every declared server setting, and the API key from secret storage. */
+export type ServerSettings = Record<string, unknown> & { enabled: boolean; apiKey: string | null };
 
-/** The VS Code setting that holds each contract key (all under `mercury.`, same name). */
-export const CONFIGURED_KEYS = Object.keys(DEFAULT_SETTINGS).filter(
-  (key) => key !== 'apiKey',
-) as (keyof MercurySettings)[];
+const SECTION = 'mercury.';
 
-/** Empty text in a settings box means "not set", which the server spells null. */
-function optionalText(value: unknown): string | null {
-  return typeof value === 'string' && value.trim() !== '' ? value.trim() : null;
+/** Settings of the extension itself (how to start and trace the server); the server never sees them. */
+const EXTENSION_ONLY_PREFIXES = ['server.', 'trace.'];
+
+/**
+ * The server's settings declared in a package.json: key without `mercury.` → its schema.
+ * `contributes.configuration` is one object or a list of them (VS Code accepts both).
+ */
+export function serverSettingSchemas(manifest: unknown): Map<string, SettingSchema> {
+  const configuration = (manifest as { contributes?: { configuration?: unknown } })?.contributes?.configuration;
+  const sections = Array.isArray(configuration) ? configuration : [configuration];
+  const schemas = new Map<string, SettingSchema>();
+  for (const section of sections) {
+    const properties = (section as { properties?: Record<string, SettingSchema> } | undefined)?.properties ?? {};
+    for (const [name, schema] of Object.entries(properties)) {
+      const key = name.slice(SECTION.length);
+      if (name.startsWith(SECTION) && !EXTENSION_ONLY_PREFIXES.some((prefix) => key.startsWith(prefix))) {
+        schemas.set(key, schema);
+      }
+    }
+  }
+  if (!schemas.has('enabled')) {
+    throw new Error('package.json declares no mercury.enabled setting: contributes.configuration is incomplete');
+  }
+  return schemas;
 }
 
-function valueOf<K extends keyof MercurySettings>(
-  config: ConfigurationReader,
-  key: K,
-): MercurySettings[K] {
-  const value = config.get<MercurySettings[K]>(key);
-  return value === undefined ? DEFAULT_SETTINGS[key] : value;
+function acceptsNull(schema: SettingSchema): boolean {
+  return Array.isArray(schema.type) ? schema.type.includes('null') : schema.type === 'null';
+}
+
+/** A settings text box left empty means "not set", which the server spells null; paths lose stray spaces. */
+function normalized(value: unknown, schema: SettingSchema): unknown {
+  if (typeof value !== 'string' || !acceptsNull(schema)) {
+    return value;
+  }
+  const trimmed = value.trim();
+  return trimmed === '' ? null : trimmed;
 }
 
 /**
  * Build the settings sent in `initializationOptions.mercury` and `didChangeConfiguration`.
  * `config` is `workspace.getConfiguration('mercury')`; the API key comes from secret storage.
  */
-export function serverSettings(config: ConfigurationReader, apiKey: string | undefined): MercurySettings {
-  const settings = { ...DEFAULT_SETTINGS } as MercurySettings;
-  for (const key of CONFIGURED_KEYS) {
-    (settings as unknown as Record<string, unknown>)[key] = valueOf(config, key);
+export function serverSettings(
+  config: ConfigurationReader,
+  schemas: ReadonlyMap<string, SettingSchema>,
+  apiKey: string | undefined,
+): ServerSettings {
+  const settings: Record<string, unknown> = {};
+  for (const [key, schema] of schemas) {
+    const value = config.get<unknown>(key);
+    settings[key] = normalized(value === undefined ? schema.default : value, schema);
   }
-  settings.engineUrl = optionalText(settings.engineUrl);
-  settings.remoteModel = optionalText(settings.remoteModel);
-  settings.model = optionalText(settings.model);
-  settings.apiKey = optionalText(apiKey);
-  return settings;
+  const key = apiKey?.trim();
+  settings.apiKey = key ? key : null;
+  return settings as ServerSettings;
 }

@@ -11,6 +11,8 @@ export interface MercuryStatus {
   steps: number | null;
   tokensPerSecond: number | null;
   message: string | null;
+  /** Where the last suggestion came from: the engine, the type-through cache, or nowhere. */
+  source?: 'engine' | 'cache' | 'none' | null;
 }
 
 export interface StatusView {
@@ -62,25 +64,41 @@ export function statusView(status: MercuryStatus | undefined, enabled: boolean):
   };
 }
 
+/** A cache hit costs no engine time: "cached", not "0 ms". */
 function latencyText(status: MercuryStatus): string {
+  if (status.source === 'cache') {
+    return 'cached';
+  }
   return status.latencyMs === null ? '' : `${Math.round(status.latencyMs)} ms`;
 }
 
+/** Tokens per second of an engine answer, one decimal below 10 so a slow answer does not read "0 tok/s". */
+export function tokensPerSecondText(tokensPerSecond: number | null | undefined): string {
+  if (typeof tokensPerSecond !== 'number' || !(tokensPerSecond >= 0.05)) {
+    return '';
+  }
+  const tenths = Math.round(tokensPerSecond * 10) / 10;
+  return tenths < 10 ? `${tenths.toFixed(1)} tok/s` : `${Math.round(tokensPerSecond)} tok/s`;
+}
+
 function speedText(status: MercuryStatus): string {
-  return status.tokensPerSecond === null ? '' : `${Math.round(status.tokensPerSecond)} tok/s`;
+  return status.source === 'cache' ? '' : tokensPerSecondText(status.tokensPerSecond);
 }
 
 function readyDetail(status: MercuryStatus): string {
   if (status.latencyMs === null) {
     return 'The engine is ready.';
   }
+  if (status.source === 'cache') {
+    return 'Last completion: from the cache, as typed through.';
+  }
   const parts = [
     status.tokens === null ? null : `${status.tokens} tokens`,
     status.steps === null ? null : `${status.steps} steps`,
     `${Math.round(status.latencyMs)} ms`,
   ].filter((part) => part !== null);
-  const speed = status.tokensPerSecond === null ? '' : ` (${Math.round(status.tokensPerSecond)} tokens/s)`;
-  return `Last completion: ${parts.join(', ')}${speed}.`;
+  const speed = speedText(status).replace('tok/s', 'tokens/s');
+  return `Last completion: ${parts.join(', ')}${speed ? ` (${speed})` : ''}.`;
 }
 
 /** Owns the status bar item and remembers the last report and the enabled switch. */

@@ -1,18 +1,26 @@
-import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { activate, deactivate } from '../src/extension';
 import { LanguageClient } from './mocks/languageclient';
 import {
+  builtinCommandCalls,
   commands,
+  env,
+  errorMessageAnswers,
   FakeSecretStorage,
+  inspections,
+  LogLevel,
   inputBoxAnswers,
   outputChannels,
   resetFakeVscode,
   settingsStore,
+  shownErrorChoices,
   shownErrors,
+  shownWarnings,
   statusBarItems,
+  window,
   workspace,
 } from './mocks/vscode';
 
@@ -26,8 +34,14 @@ function fakeExecutable(): string {
   return file;
 }
 
+const manifest = JSON.parse(readFileSync(path.join(__dirname, '..', 'package.json'), 'utf8'));
+
 function fakeContext() {
-  return { subscriptions: [] as { dispose(): unknown }[], secrets: new FakeSecretStorage() };
+  return {
+    subscriptions: [] as { dispose(): unknown }[],
+    secrets: new FakeSecretStorage(),
+    extension: { packageJSON: manifest },
+  };
 }
 
 type Context = ReturnType<typeof fakeContext>;
@@ -54,6 +68,10 @@ function lastPushedSettings(): Record<string, unknown> {
   return (sent.at(-1)?.params as { settings: { mercury: Record<string, unknown> } }).settings.mercury;
 }
 
+function status(state: string, latencyMs: number | null = null) {
+  return { state, latencyMs, tokens: null, steps: null, tokensPerSecond: null, message: null };
+}
+
 /** Let the fire-and-forget handlers (configuration and secret events) finish. */
 async function settle(): Promise<void> {
   await new Promise((resolve) => setTimeout(resolve, 0));
@@ -65,6 +83,9 @@ beforeEach(() => {
   resetFakeVscode();
   LanguageClient.instances = [];
   LanguageClient.startError = undefined;
+  LanguageClient.startGate = undefined;
+  LanguageClient.stopGate = undefined;
+  LanguageClient.events = [];
   serverPath = fakeExecutable();
   settingsStore.set('mercury.server.path', serverPath);
 });
@@ -96,6 +117,43 @@ describe('activation', () => {
     });
     expect(started.clientOptions.documentSelector).toEqual([{ scheme: 'file' }, { scheme: 'untitled' }]);
     expect(started.isRunning()).toBe(true);
+    expect(outputChannels[0].lines).toContain(`info Starting mercury-lsp from mercury.server.path: ${serverPath} --log-level debug`);
+  });
+
+  it("sends every server setting package.json declares, and none of the extension's own", async () => {
+    await activated();
+    const sent = (client().clientOptions.initializationOptions as { mercury: Record<string, unknown> }).mercury;
+    const declared = Object.keys(manifest.contributes.configuration.properties)
+      .map((key) => key.slice('mercury.'.length))
+      .filter((key) => !key.startsWith('server.') && !key.startsWith('trace.'));
+    expect(Object.keys(sent).sort()).toEqual([...declared, 'apiKey'].sort());
+  });
+
+  it('says which place the server was found in when no setting names it', async () => {
+    settingsStore.delete('mercury.server.path');
+    const project = path.dirname(path.dirname(path.dirname(serverPath)));
+    workspace.workspaceFolders = [{ uri: { fsPath: project } as never }];
+    const venvBin = path.join(project, '.venv', 'bin');
+    const { mkdirSync, renameSync } = await import('node:fs');
+    mkdirSync(venvBin, { recursive: true });
+    renameSync(serverPath, path.join(venvBin, 'mercury-lsp'));
+    await activated();
+    expect(outputChannels[0].lines).toContain(
+      `info Starting mercury-lsp from the workspace's .venv: ${path.join(venvBin, 'mercury-lsp')}`,
+    );
+  });
+
+  it('gives the client a trace channel that follows mercury.trace.server, and level-aware stderr', async () => {
+    await activated();
+    const options = client().clientOptions;
+    expect(options.traceOutputChannel?.logLevel).toBe(LogLevel.Off);
+    expect(typeof options.stdioOptions?.stderr).toBe('function');
+    await workspace.getConfiguration('mercury').update('trace.server', 'messages');
+    await settle();
+    expect(options.traceOutputChannel?.logLevel).toBe(LogLevel.Trace);
+    // Tracing is the extension's own business: the server is neither restarted nor sent settings.
+    expect(LanguageClient.instances).toHaveLength(1);
+    expect(client().sentNotifications).toEqual([]);
   });
 
   it('registers its commands and disposes everything it created', async () => {
@@ -121,9 +179,35 @@ describe('activation', () => {
     expect(LanguageClient.instances).toHaveLength(0);
     const problem = 'mercury.server.path points to /nowhere/mercury-lsp, which is not an executable file.';
     expect(shownErrors).toEqual([problem]);
+    expect(shownErrorChoices).toEqual([['Open Settings']]);
     expect(statusBarItems[0].text).toBe('$(error) Mercury');
     expect(statusBarItems[0].tooltip).toBe(`${problem} Click to show the log.`);
     expect(outputChannels[0].lines).toContain(`error ${problem}`);
+  });
+
+  it('offers the Remote settings in a remote window, where the server runs', async () => {
+    env.remoteName = 'ssh-remote';
+    settingsStore.set('mercury.server.path', '/nowhere/mercury-lsp');
+    errorMessageAnswers.push('Open Remote Settings');
+    await activated();
+    await settle();
+    expect(shownErrorChoices).toEqual([['Open Remote Settings', 'Open Settings']]);
+    expect(builtinCommandCalls).toEqual([{ id: 'workbench.action.openRemoteSettings', args: [] }]);
+  });
+
+  it('ignores a server path only the User settings of a remote window hold, and tells where it belongs', async () => {
+    env.remoteName = 'ssh-remote';
+    settingsStore.delete('mercury.server.path');
+    inspections.set('mercury.server.path', { globalLocalValue: serverPath, globalValue: serverPath });
+    await activated();
+    // Not started from it (the search may still find a mercury-lsp elsewhere on this machine).
+    expect(LanguageClient.instances.map((instance) => instance.serverOptions.command)).not.toContain(serverPath);
+    expect(shownWarnings).toEqual([expect.stringMatching(/^mercury.server.path is set in your User settings/)]);
+    // The same in the Remote settings: used.
+    inspections.set('mercury.server.path', { globalLocalValue: '/elsewhere', globalRemoteValue: serverPath });
+    await commands.executeCommand('mercury.restartServer');
+    expect(client().serverOptions.command).toBe(serverPath);
+    expect(shownWarnings).toHaveLength(1);
   });
 
   it('reports a server that fails to start', async () => {
@@ -155,6 +239,65 @@ describe('status bar', () => {
   });
 });
 
+describe('when the engine becomes ready', () => {
+  const editor = {
+    document: { uri: { toString: () => 'file:///proj/add.py' } },
+    selection: { active: { line: 4, character: 11 } },
+  };
+
+  it('asks VS Code once for inline suggestions at the cursor, which it got none of while loading', async () => {
+    await activated();
+    window.activeTextEditor = editor;
+    const notify = client().notificationHandlers.get('mercury/status');
+    notify?.(status('loading'));
+    expect(builtinCommandCalls).toEqual([]);
+    notify?.(status('ready'));
+    notify?.(status('ready', 120));
+    notify?.(status('ready', 80));
+    await settle();
+    expect(builtinCommandCalls).toEqual([{ id: 'editor.action.inlineSuggest.trigger', args: [] }]);
+    expect(client().sentRequests).toEqual([]);
+  });
+
+  it('wakes the engine when completions are switched back on, then asks VS Code again once it is ready', async () => {
+    await activated();
+    window.activeTextEditor = editor;
+    const notify = client().notificationHandlers.get('mercury/status');
+    // Off and on again: the server reports disabled, then loading until it is asked for something.
+    notify?.(status('disabled'));
+    notify?.(status('loading'));
+    await settle();
+    // Asked directly, so that VS Code holds no empty explicit answer that would stop it from asking later.
+    expect(client().sentRequests).toEqual([{
+      method: 'textDocument/inlineCompletion',
+      params: {
+        textDocument: { uri: 'file:///proj/add.py' },
+        position: { line: 4, character: 11 },
+        context: { triggerKind: 1, selectedCompletionInfo: undefined },
+      },
+    }]);
+    expect(builtinCommandCalls).toEqual([]);
+    notify?.(status('ready'));
+    await settle();
+    expect(builtinCommandCalls).toEqual([{ id: 'editor.action.inlineSuggest.trigger', args: [] }]);
+  });
+
+  it('asks nothing without an editor in focus, or with completions off', async () => {
+    await activated();
+    const notify = client().notificationHandlers.get('mercury/status');
+    notify?.(status('ready'));
+    window.activeTextEditor = editor;
+    settingsStore.set('mercury.enabled', false);
+    await commands.executeCommand('mercury.disable');
+    await settle();
+    notify?.(status('loading'));
+    notify?.(status('ready'));
+    await settle();
+    expect(builtinCommandCalls).toEqual([]);
+    expect(client().sentRequests).toEqual([]);
+  });
+});
+
 describe('commands', () => {
   it('disable and enable flip mercury.enabled and push it to the server', async () => {
     await activated();
@@ -168,6 +311,44 @@ describe('commands', () => {
     await settle();
     expect(lastPushedSettings().enabled).toBe(true);
     expect(statusBarItems[0].command).not.toBe('mercury.enable');
+  });
+
+  it('a restart that comes while the server still starts waits for it, then stops it cleanly', async () => {
+    let initialized = () => undefined as void;
+    LanguageClient.startGate = new Promise<void>((resolve) => {
+      initialized = resolve;
+    });
+    const activation = activated();
+    await settle();
+    // A settings change and the Restart command while the first server still initializes.
+    const restarts = [commands.executeCommand('mercury.restartServer'), commands.executeCommand('mercury.restartServer')];
+    await settle();
+    expect(LanguageClient.events).toEqual(['start 1']);
+    initialized();
+    await activation;
+    await Promise.all(restarts);
+    expect(LanguageClient.events).toEqual([
+      'start 1', 'running 1', 'stop 1', 'dispose 1', 'start 2', 'running 2', 'stop 2', 'dispose 2', 'start 3', 'running 3',
+    ]);
+    expect(client().isRunning()).toBe(true);
+    expect(shownErrors).toEqual([]);
+  });
+
+  it('a document closed while the server stops is not an error; at any other time it is', async () => {
+    await activated();
+    const didClose = client().clientOptions.middleware.didClose;
+    const failing = () => Promise.reject(new Error('Starting server failed'));
+    await expect(didClose({}, failing)).rejects.toThrow('Starting server failed');
+    let stopped = () => undefined as void;
+    LanguageClient.stopGate = new Promise<void>((resolve) => {
+      stopped = resolve;
+    });
+    const restart = commands.executeCommand('mercury.restartServer');
+    await settle();
+    await expect(didClose({}, failing)).resolves.toBeUndefined();
+    stopped();
+    await restart;
+    expect(outputChannels[0].lines.filter((line) => line.startsWith('error'))).toEqual([]);
   });
 
   it('restart replaces the client with a fresh one', async () => {

@@ -11,7 +11,7 @@ function lookup(executables: string[], overrides: Partial<ServerLookup> = {}): S
     pythonPath: '',
     args: [],
     workspaceFolders: [],
-    searchPath: '/usr/local/bin:/usr/bin',
+    env: { PATH: '/usr/local/bin:/usr/bin' },
     home: '/home/ada',
     platform: 'linux',
     isExecutable: (file) => present.has(file),
@@ -19,25 +19,25 @@ function lookup(executables: string[], overrides: Partial<ServerLookup> = {}): S
   };
 }
 
-describe('findServerCommand', () => {
+describe('findServerCommand with a setting', () => {
   it('uses mercury.server.path when set, with the extra arguments', () => {
     const found = findServerCommand(lookup(['/opt/m/mercury-lsp'], { serverPath: '/opt/m/mercury-lsp', args: ['-v'] }));
-    expect(found).toEqual({ command: '/opt/m/mercury-lsp', args: ['-v'] });
+    expect(found).toEqual({ command: '/opt/m/mercury-lsp', args: ['-v'], source: 'mercury.server.path' });
   });
 
   it('expands ~ in mercury.server.path', () => {
     const found = findServerCommand(lookup(['/home/ada/bin/mercury-lsp'], { serverPath: '~/bin/mercury-lsp' }));
-    expect(found).toEqual({ command: '/home/ada/bin/mercury-lsp', args: [] });
+    expect(found).toEqual({ command: '/home/ada/bin/mercury-lsp', args: [], source: 'mercury.server.path' });
   });
 
-  it('says in one sentence when mercury.server.path is not executable', () => {
-    const found = findServerCommand(lookup([], { serverPath: '/nowhere/mercury-lsp' }));
+  it('says in one sentence when mercury.server.path is not executable, and searches no further', () => {
+    const found = findServerCommand(lookup(['/usr/bin/mercury-lsp'], { serverPath: '/nowhere/mercury-lsp' }));
     expect(found).toEqual({ problem: 'mercury.server.path points to /nowhere/mercury-lsp, which is not an executable file.' });
   });
 
   it('takes the mercury-lsp script beside mercury.server.pythonPath', () => {
     const found = findServerCommand(lookup(['/envs/m/bin/mercury-lsp'], { pythonPath: '/envs/m/bin/python3' }));
-    expect(found).toEqual({ command: '/envs/m/bin/mercury-lsp', args: [] });
+    expect(found).toEqual({ command: '/envs/m/bin/mercury-lsp', args: [], source: 'mercury.server.pythonPath' });
   });
 
   it('tells how to install into the chosen interpreter when the script is missing', () => {
@@ -47,22 +47,56 @@ describe('findServerCommand', () => {
         'There is no mercury-lsp beside /envs/m/bin/python3; install it there (`/envs/m/bin/python3 -m pip install .` in the mercury-lsp repository).',
     });
   });
+});
 
-  it("prefers the workspace's .venv over PATH", () => {
-    const found = findServerCommand(
-      lookup(['/proj/.venv/bin/mercury-lsp', '/usr/bin/mercury-lsp'], { workspaceFolders: ['/proj'] }),
-    );
-    expect(found).toEqual({ command: '/proj/.venv/bin/mercury-lsp', args: [] });
-  });
+describe('findServerCommand searching', () => {
+  // One executable in each place the search knows; each test removes the places before the one it expects.
+  const everywhere = [
+    '/py/sel/bin/mercury-lsp',
+    '/proj/.venv/bin/mercury-lsp',
+    '/proj/venv/bin/mercury-lsp',
+    '/active/env/bin/mercury-lsp',
+    '/conda/env/bin/mercury-lsp',
+    '/home/ada/.local/share/pipx/venvs/mercury-lsp/bin/mercury-lsp',
+    '/usr/local/bin/mercury-lsp',
+    '/usr/bin/mercury-lsp',
+    '/home/ada/.local/bin/mercury-lsp',
+  ];
+  const context: Partial<ServerLookup> = {
+    selectedInterpreter: '/py/sel/bin/python',
+    workspaceFolders: ['/proj'],
+    env: { PATH: '/usr/local/bin:/usr/bin', VIRTUAL_ENV: '/active/env', CONDA_PREFIX: '/conda/env' },
+  };
+  const expected: [string, string][] = [
+    ['/py/sel/bin/mercury-lsp', "the Python extension's interpreter (/py/sel/bin/python)"],
+    ['/proj/.venv/bin/mercury-lsp', "the workspace's .venv"],
+    ['/proj/venv/bin/mercury-lsp', "the workspace's venv"],
+    ['/active/env/bin/mercury-lsp', '$VIRTUAL_ENV'],
+    ['/conda/env/bin/mercury-lsp', '$CONDA_PREFIX'],
+    ['/home/ada/.local/share/pipx/venvs/mercury-lsp/bin/mercury-lsp', 'pipx'],
+    ['/usr/local/bin/mercury-lsp', 'PATH'],
+    ['/usr/bin/mercury-lsp', 'PATH'],
+    ['/home/ada/.local/bin/mercury-lsp', '~/.local/bin'],
+  ];
 
-  it('searches PATH in order, then ~/.local/bin', () => {
-    expect(findServerCommand(lookup(['/usr/bin/mercury-lsp', '/usr/local/bin/mercury-lsp']))).toEqual({
-      command: '/usr/local/bin/mercury-lsp',
-      args: [],
+  it.each(expected.map(([command, source], index) => ({ command, source, index })))(
+    'finds $command ($source) before the places after it',
+    ({ command, source, index }) => {
+      const found = findServerCommand(lookup(everywhere.slice(index), context));
+      expect(found).toEqual({ command, args: [], source });
+    },
+  );
+
+  it('looks in PIPX_HOME, the older ~/.local/pipx and PIPX_BIN_DIR for a pipx install', () => {
+    expect(findServerCommand(lookup(['/px/venvs/mercury-lsp/bin/mercury-lsp'], { env: { PIPX_HOME: '/px' } }))).toMatchObject({
+      source: 'pipx',
     });
-    expect(findServerCommand(lookup(['/home/ada/.local/bin/mercury-lsp']))).toEqual({
-      command: '/home/ada/.local/bin/mercury-lsp',
-      args: [],
+    expect(findServerCommand(lookup(['/home/ada/.local/pipx/venvs/mercury-lsp/bin/mercury-lsp']))).toMatchObject({
+      source: 'pipx',
+    });
+    expect(findServerCommand(lookup(['/pxbin/mercury-lsp'], { env: { PIPX_BIN_DIR: '/pxbin' } }))).toMatchObject({
+      command: '/pxbin/mercury-lsp',
+      source: 'pipx',
     });
   });
 
@@ -70,13 +104,15 @@ describe('findServerCommand', () => {
     const found = findServerCommand(
       lookup([path.join('C:/envs/m', 'Scripts', 'mercury-lsp.exe')], { pythonPath: 'C:/envs/m/Scripts/python.exe', platform: 'win32' }),
     );
-    expect(found).toEqual({ command: path.join('C:/envs/m', 'Scripts', 'mercury-lsp.exe'), args: [] });
+    expect(found).toMatchObject({ command: path.join('C:/envs/m', 'Scripts', 'mercury-lsp.exe') });
   });
 
-  it('says how to install when nothing is found', () => {
-    expect(findServerCommand(lookup([]))).toEqual({
+  it('names every place it searched and both settings when nothing is found', () => {
+    expect(findServerCommand(lookup([], context))).toEqual({
       problem:
-        "mercury-lsp was not found on PATH or in the workspace's .venv; install it (`pip install .` in the mercury-lsp repository) or set mercury.server.path.",
+        "mercury-lsp was not found (searched the Python extension's interpreter, the workspace's .venv, the workspace's venv, " +
+        '$VIRTUAL_ENV, $CONDA_PREFIX, pipx, PATH, ~/.local/bin); install it (`pip install .` or `pipx install .` in the ' +
+        'mercury-lsp repository) or set mercury.server.path in your User or Remote settings.',
     });
   });
 
@@ -90,7 +126,7 @@ describe('findServerCommand', () => {
     chmodSync(script, 0o755);
     expect(isExecutableFile(script)).toBe(true);
     expect(isExecutableFile(bin)).toBe(false);
-    const found = findServerCommand({ ...lookup([]), isExecutable: undefined, searchPath: '', workspaceFolders: [folder] });
-    expect(found).toEqual({ command: script, args: [] });
+    const found = findServerCommand({ ...lookup([]), isExecutable: undefined, env: {}, workspaceFolders: [folder] });
+    expect(found).toEqual({ command: script, args: [], source: "the workspace's .venv" });
   });
 });

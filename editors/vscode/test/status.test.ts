@@ -15,6 +15,21 @@ describe('statusView', () => {
     expect(view.isError).toBe(false);
   });
 
+  it('shows a slow answer with a decimal, not "0 tok/s", and none when nothing was generated', () => {
+    expect(statusView(status({ latencyMs: 19747, tokens: 2, tokensPerSecond: 0.1 }), true).text).toBe(
+      '$(zap) Mercury · 19747 ms · 0.1 tok/s',
+    );
+    expect(statusView(status({ latencyMs: 900, tokens: 0, tokensPerSecond: 0 }), true).text).toBe('$(zap) Mercury · 900 ms');
+    expect(statusView(status({ latencyMs: 900, tokensPerSecond: 0.04 }), true).text).toBe('$(zap) Mercury · 900 ms');
+    expect(statusView(status({ latencyMs: 300, tokensPerSecond: 9.96 }), true).text).toBe('$(zap) Mercury · 300 ms · 10 tok/s');
+  });
+
+  it('shows a cache hit as cached, not as "0 ms"', () => {
+    const view = statusView(status({ latencyMs: 0.2, tokens: 8, tokensPerSecond: null, source: 'cache' }), true);
+    expect(view.text).toBe('$(zap) Mercury · cached');
+    expect(view.tooltip).toBe('Last completion: from the cache, as typed through. Click to turn completions off.');
+  });
+
   it('shows a ready engine that has not completed anything yet', () => {
     expect(statusView(status({}), true).text).toBe('$(zap) Mercury');
     expect(statusView(status({}), true).tooltip).toBe('The engine is ready. Click to turn completions off.');

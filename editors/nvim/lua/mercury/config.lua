@@ -1,12 +1,12 @@
 --- Options of require("mercury").setup(): defaults, validation, and the settings sent to the server.
 local M = {}
 
---- The keys of the server's `mercury` settings object (notes/LSP_CONTRACT.md).
-M.setting_keys = {
-  "enabled", "enabledLanguages", "engineUrl", "backend", "apiKey", "remoteModel", "autoStart", "model",
-  "device", "prefixTokens", "suffixTokens", "extraContextTokens", "maxTokens", "steps", "threshold",
-  "debounceMs", "debounceMaxMs", "candidates",
-}
+--- The server's settings and their defaults (camelCase, vim.NIL for null), generated from its settings model.
+local server_defaults = require("mercury.server_defaults")
+
+--- The keys of the server's `mercury` settings object, sorted.
+M.setting_keys = vim.tbl_keys(server_defaults)
+table.sort(M.setting_keys)
 
 M.defaults = {
   -- How to start the language server.
@@ -15,8 +15,8 @@ M.defaults = {
   filetypes = nil,
   -- Files that mark a project root; one server serves each root.
   root_markers = { ".git", "pyproject.toml", "package.json", "Cargo.toml", "go.mod" },
-  -- Passed to the server as initializationOptions.mercury (camelCase keys, all optional).
-  settings = {},
+  -- Passed to the server as initializationOptions.mercury (camelCase keys); what you set replaces these.
+  settings = vim.deepcopy(server_defaults),
   -- Neovim 0.12+: show completions as ghost text with vim.lsp.inline_completion.
   inline_completion = true,
   -- Neovim 0.11 without inline completion: use the built-in vim.lsp.completion popup.
@@ -24,13 +24,18 @@ M.defaults = {
   builtin_completion = true,
   -- Insert-mode keys; false disables one.
   keymaps = {
-    accept = "<Tab>", -- inline: accept the suggestion, else a normal <Tab>
-    next = "<M-]>", -- inline: next suggestion
-    prev = "<M-[>", -- inline: previous suggestion
+    accept = "<Tab>", -- inline: accept the suggestion; a normal <Tab> when none is shown or the menu is open
+    accept_word = "<M-Right>", -- inline: accept its next word
+    accept_line = "<M-C-Right>", -- inline: accept the rest of its line
+    next = "<M-]>", -- inline: next candidate (settings.candidates > 1)
+    prev = "<M-[>", -- inline: previous candidate
     dismiss = "<C-]>", -- inline: hide the suggestion
-    trigger = "<C-Space>", -- ask now (inline on 0.12, the popup menu before)
+    trigger = "<C-Space>", -- 0.10/0.11: ask now and open the popup menu
   },
 }
+
+local KEYMAP_NAMES = vim.tbl_keys(M.defaults.keymaps)
+table.sort(KEYMAP_NAMES)
 
 local function is_string_list(value)
   if type(value) ~= "table" then
@@ -67,7 +72,7 @@ local function problem_in(opts)
   end
   for name, lhs in pairs(opts.keymaps or {}) do
     if M.defaults.keymaps[name] == nil then
-      return ("unknown keymap '%s'; the keymaps are: accept, next, prev, dismiss, trigger"):format(tostring(name))
+      return ("unknown keymap '%s'; the keymaps are: %s"):format(tostring(name), table.concat(KEYMAP_NAMES, ", "))
     end
     if lhs ~= false and type(lhs) ~= "string" then
       return ("keymap '%s' must be a key string or false"):format(name)
@@ -89,9 +94,10 @@ function M.resolve(opts)
     return nil, problem
   end
   local resolved = vim.tbl_deep_extend("force", vim.deepcopy(M.defaults), opts)
-  -- Lists replace, they do not merge index by index.
+  -- Lists replace, they do not merge index by index; so does each setting (enabledLanguages, triggerKinds).
   resolved.cmd = opts.cmd or M.defaults.cmd
   resolved.root_markers = opts.root_markers or M.defaults.root_markers
+  resolved.settings = vim.tbl_extend("force", vim.deepcopy(M.defaults.settings), opts.settings or {})
   return resolved, nil
 end
 

@@ -27,15 +27,20 @@ end
 
 local function redacted(settings)
   local shown = vim.deepcopy(settings)
-  if shown.apiKey ~= nil then
+  if type(shown.apiKey) == "string" then
     shown.apiKey = "<set>"
   end
-  return vim.inspect(shown, { newline = " ", indent = "" })
+  return vim.inspect(shown, {
+    newline = " ",
+    indent = "",
+    process = function(value)
+      return value == vim.NIL and "null" or value
+    end,
+  })
 end
 
 local function check_clients()
-  local mercury = require("mercury")
-  local clients = mercury.clients()
+  local clients = require("mercury").clients()
   if #clients == 0 then
     vim.health.info("No mercury-lsp client is running (it starts when you open a file)")
     return
@@ -44,13 +49,18 @@ local function check_clients()
     local buffers = vim.tbl_count(client.attached_buffers)
     vim.health.ok(("Client %d: root %s, %d buffer(s)"):format(client.id, client.root_dir or "(none)", buffers))
   end
-  local last = require("mercury.status").last
+end
+
+local function check_engine()
+  local status = require("mercury.status")
+  local last = status.last
   if last == nil then
     vim.health.info("No mercury/status report yet")
   elseif last.state == "error" then
-    vim.health.error("Engine: " .. (last.message or "error"))
+    -- A JSON null message arrives as vim.NIL; status.field reads it as nil.
+    vim.health.error("Engine: " .. (status.field("message") or "error"))
   else
-    vim.health.ok(("Engine: %s %s"):format(last.state, require("mercury.status").statusline()))
+    vim.health.ok(("Engine: %s %s"):format(last.state, status.statusline()))
   end
 end
 
@@ -65,6 +75,7 @@ function M.check()
   check_server(opts)
   vim.health.info("Settings: " .. redacted(opts.settings))
   check_clients()
+  check_engine()
 end
 
 return M

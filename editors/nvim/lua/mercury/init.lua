@@ -37,7 +37,12 @@ local function client_config(opts)
     init_options = { mercury = settings },
     -- Also answers workspace/configuration and is pushed once with didChangeConfiguration.
     settings = { mercury = settings },
-    handlers = { ["mercury/status"] = status.handler },
+    handlers = {
+      ["mercury/status"] = function(err, result, ctx)
+        local previous = status.handler(err, result, ctx)
+        require("mercury.wake").after_status(previous, result, vim.lsp.get_client_by_id(ctx.client_id))
+      end,
+    },
     on_attach = on_attach,
     on_exit = function()
       vim.schedule(status.reset)
@@ -91,11 +96,11 @@ function M.update_settings(changes)
     return notify_error("call require(\"mercury\").setup() first")
   end
   local merged = vim.tbl_extend("force", M.options.settings, changes)
-  local _, problem = config.resolve(vim.tbl_extend("force", M.options, { settings = merged }))
+  local resolved, problem = config.resolve(vim.tbl_extend("force", M.options, { settings = merged }))
   if problem then
     return notify_error(problem)
   end
-  M.options.settings = merged
+  M.options.settings = resolved.settings
   local settings = { mercury = config.server_settings(merged) }
   for _, client in ipairs(M.clients()) do
     client.settings = settings
@@ -128,7 +133,7 @@ local subcommands = {
   restart = M.restart,
   status = function()
     local line = status.statusline()
-    local message = status.last and status.last.message
+    local message = status.field("message")
     print(line ~= "" and line or "Mercury: no report from the server yet", message or "")
   end,
   log = function()

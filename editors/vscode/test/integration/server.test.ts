@@ -1,6 +1,7 @@
 /**
- * The wire protocol against the real `mercury-lsp` over stdio, with the settings the extension builds:
- * an inline completion round trip and a cancelled request answered with -32800.
+ * The wire protocol against the real `mercury-lsp` over stdio, with the settings the extension builds from
+ * its package.json: the server accepts every one of them, an inline completion round trip whose item VS Code
+ * can accept word by word, and a cancelled request answered with -32800.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
@@ -30,8 +31,8 @@ import {
   StreamMessageReader,
   StreamMessageWriter,
 } from 'vscode-languageserver-protocol/node';
-import { findServerCommand, isExecutableFile } from '../../src/serverCommand';
-import { type MercurySettings, serverSettings } from '../../src/settings';
+import { findServerCommand } from '../../src/serverCommand';
+import { type ServerSettings, serverSettingSchemas, serverSettings } from '../../src/settings';
 import type { MercuryStatus } from '../../src/status';
 
 const repoRoot = path.resolve(__dirname, '..', '..', '..', '..');
@@ -45,7 +46,7 @@ function serverExecutable(): string {
     pythonPath: '',
     args: [],
     workspaceFolders: [repoRoot],
-    searchPath: process.env.PATH ?? '',
+    env: process.env,
     home: homedir(),
     platform: process.platform,
   });
@@ -55,16 +56,12 @@ function serverExecutable(): string {
   return found.command;
 }
 
-/** A tiny random checkpoint in the real format, unless MERCURY_TEST_MODEL names one. */
+/**
+ * The bundled model, unless MERCURY_TEST_MODEL names another: the server's post-processing rightly drops
+ * most of what a tiny random checkpoint writes, and this test needs a suggestion.
+ */
 function testModel(): string {
-  if (process.env.MERCURY_TEST_MODEL) {
-    return process.env.MERCURY_TEST_MODEL;
-  }
-  const venvPython = path.join(repoRoot, '.venv', 'bin', 'python');
-  const python = isExecutableFile(venvPython) ? venvPython : 'python3';
-  const folder = path.join(workDir, 'model');
-  execFileSync(python, [path.join(repoRoot, 'tests', 'editors', 'tiny_model.py'), folder], { stdio: 'inherit' });
-  return folder;
+  return process.env.MERCURY_TEST_MODEL || path.join(repoRoot, 'mercury_lsp', 'models', 'default');
 }
 
 /** Drop `//` comments outside strings, as VS Code does when it reads settings.json. */
@@ -111,9 +108,11 @@ const PYTHON_URI = `file://${path.join(workDir, 'add.py')}`;
 let server: ChildProcess;
 let connection: ProtocolConnection;
 let initializeResult: InitializeResult;
-let settings: MercurySettings;
+let settings: ServerSettings;
 const statuses: MercuryStatus[] = [];
 const serverLog: string[] = [];
+const shownMessages: { type: number; message: string }[] = [];
+const loggedMessages: { type: number; message: string }[] = [];
 
 function inlineItems(result: InlineCompletionList | InlineCompletionItem[] | null): InlineCompletionItem[] {
   if (result === null) {
@@ -130,7 +129,8 @@ beforeAll(async () => {
   const executable = serverExecutable();
   const model = testModel();
   // The README's settings.json, turned into the server's settings by the extension's own code.
-  settings = serverSettings(reader(readmeSettings(model)), undefined);
+  const manifest = JSON.parse(readFileSync(path.join(__dirname, '..', '..', 'package.json'), 'utf8'));
+  settings = serverSettings(reader(readmeSettings(model)), serverSettingSchemas(manifest), undefined);
   server = spawn(executable, [], {
     env: { ...process.env, MERCURY_RUNTIME_DIR: runtimeDir },
     stdio: ['pipe', 'pipe', 'pipe'],
@@ -143,10 +143,13 @@ beforeAll(async () => {
   connection.onNotification('mercury/status', (status: MercuryStatus) => {
     statuses.push(status);
   });
-  connection.onNotification('window/showMessage', (message: { message: string }) => {
+  connection.onNotification('window/showMessage', (message: { type: number; message: string }) => {
+    shownMessages.push(message);
     serverLog.push(message.message);
   });
-  connection.onNotification('window/logMessage', () => undefined);
+  connection.onNotification('window/logMessage', (message: { type: number; message: string }) => {
+    loggedMessages.push(message);
+  });
   connection.onNotification('$/progress', () => undefined);
   connection.onRequest('window/workDoneProgress/create', () => null);
   connection.onRequest('client/registerCapability', () => null);
@@ -193,6 +196,12 @@ describe('mercury-lsp over stdio', () => {
     expect(initializeResult.capabilities.inlineCompletionProvider).toBeTruthy();
   });
 
+  it("accepts every setting of the extension's package.json (names, defaults and types agree with the server)", async () => {
+    // The server answers settings it rejects with window/showMessage; give a late one a moment to arrive.
+    await sleep(300);
+    expect(shownMessages, JSON.stringify(shownMessages)).toEqual([]);
+  });
+
   it('answers an inline completion with the infill at the cursor and reports its timing', async () => {
     const cursor = { line: 2, character: 11 };
     // While the engine loads its model the server answers at once with nothing; ask until it has loaded.
@@ -213,8 +222,10 @@ describe('mercury-lsp over stdio', () => {
     const [item] = items;
     expect(typeof item.insertText).toBe('string');
     expect((item.insertText as string).trim()).not.toBe('');
+    // VS Code accepts a word or a line of a suggestion (editor.action.inlineSuggest.acceptNextWord/-Line)
+    // only when the item inserts at the cursor: no range, or an empty one there.
     if (item.range !== undefined) {
-      expect(item.range.start).toEqual(cursor);
+      expect(item.range).toEqual({ start: cursor, end: cursor });
     }
     // mercury/status follows the answer it describes: give it a moment to arrive.
     const readyStatuses = () => statuses.filter((status) => status.state === 'ready' && status.latencyMs !== null);
@@ -266,5 +277,19 @@ describe('mercury-lsp over stdio', () => {
     expect((error as ResponseError<unknown>).code).toBe(LSPErrorCodes.RequestCancelled);
     expect((error as ResponseError<unknown>).code).toBe(-32800);
     expect(Date.now() - started).toBeLessThan(5_000);
+  });
+
+  it('logs through window/logMessage with the level of each record, not as stderr errors', async () => {
+    // pygls warns about a cancel for a request it does not know; the client must see a Warning (2).
+    await connection.sendNotification('$/cancelRequest', { id: 987_654 });
+    for (let waited = 0; waited < 5_000; waited += 50) {
+      if (loggedMessages.some((message) => message.message.includes('987654'))) {
+        break;
+      }
+      await sleep(50);
+    }
+    const warning = loggedMessages.find((message) => message.message.includes('987654'));
+    expect(warning, JSON.stringify(loggedMessages)).toMatchObject({ type: 2 });
+    expect(serverLog.join('')).not.toContain('987654');
   });
 });

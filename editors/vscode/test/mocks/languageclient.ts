@@ -10,12 +10,28 @@ export const DidChangeConfigurationNotification = {
   type: { method: 'workspace/didChangeConfiguration' },
 };
 
+export const InlineCompletionRequest = {
+  type: { method: 'textDocument/inlineCompletion' },
+};
+
+export enum InlineCompletionTriggerKind {
+  Invoked = 1,
+  Automatic = 2,
+}
+
 export class LanguageClient {
   static instances: LanguageClient[] = [];
   static startError: Error | undefined;
+  /** While set, start() waits for it, as a real start waits for the server's initialize answer. */
+  static startGate: Promise<void> | undefined;
+  /** While set, stop() waits for it, as a real stop waits for the server to shut down. */
+  static stopGate: Promise<void> | undefined;
+  /** What every client did, in order: `start 1`, `running 1`, `stop 1`, `dispose 1`... */
+  static events: string[] = [];
 
   readonly notificationHandlers = new Map<string, (params: unknown) => void>();
   readonly sentNotifications: { method: string; params: unknown }[] = [];
+  readonly sentRequests: { method: string; params: unknown }[] = [];
   private stateListeners: ((event: { oldState: State; newState: State }) => void)[] = [];
   state = State.Stopped;
   disposed = false;
@@ -27,7 +43,10 @@ export class LanguageClient {
     readonly clientOptions: {
       initializationOptions: unknown;
       documentSelector: unknown;
+      traceOutputChannel?: { logLevel: number };
+      stdioOptions?: { stderr: unknown; stdout: unknown };
       middleware: {
+        didClose: (document: unknown, next: (document: unknown) => Promise<void>) => Promise<void>;
         workspace: {
           configuration: (params: unknown, token: unknown, next: (p: unknown, t: unknown) => unknown) => Promise<unknown>;
         };
@@ -47,18 +66,32 @@ export class LanguageClient {
     return { dispose: () => undefined };
   }
 
+  private get number(): number {
+    return LanguageClient.instances.indexOf(this) + 1;
+  }
+
   async start(): Promise<void> {
+    LanguageClient.events.push(`start ${this.number}`);
     if (LanguageClient.startError !== undefined) {
       throw LanguageClient.startError;
     }
+    this.setState(State.Starting);
+    await LanguageClient.startGate;
+    if (this.disposed) {
+      throw new Error("Client got disposed and can't be restarted.");
+    }
     this.setState(State.Running);
+    LanguageClient.events.push(`running ${this.number}`);
   }
 
   async stop(): Promise<void> {
+    LanguageClient.events.push(`stop ${this.number}`);
+    await LanguageClient.stopGate;
     this.setState(State.Stopped);
   }
 
   async dispose(): Promise<void> {
+    LanguageClient.events.push(`dispose ${this.number}`);
     this.disposed = true;
   }
 
@@ -68,6 +101,11 @@ export class LanguageClient {
 
   async sendNotification(type: { method: string }, params: unknown): Promise<void> {
     this.sentNotifications.push({ method: type.method, params });
+  }
+
+  async sendRequest(type: { method: string }, params: unknown): Promise<unknown> {
+    this.sentRequests.push({ method: type.method, params });
+    return { items: [] };
   }
 
   /** Test hook: the server process went away on its own. */

@@ -22,6 +22,18 @@ export class EventEmitter<T> {
       listener(event);
     }
   }
+  dispose(): void {
+    this.listeners = [];
+  }
+}
+
+export enum LogLevel {
+  Off = 0,
+  Trace = 1,
+  Debug = 2,
+  Info = 3,
+  Warning = 4,
+  Error = 5,
 }
 
 export enum StatusBarAlignment {
@@ -66,6 +78,8 @@ export class FakeStatusBarItem {
 export class FakeLogOutputChannel {
   readonly lines: string[] = [];
   shown = 0;
+  readonly logLevel = LogLevel.Info;
+  readonly onDidChangeLogLevel = new EventEmitter<LogLevel>().event;
   constructor(readonly name: string) {}
   info(message: string): void {
     this.lines.push(`info ${message}`);
@@ -82,6 +96,13 @@ export class FakeLogOutputChannel {
   trace(message: string): void {
     this.lines.push(`trace ${message}`);
   }
+  replace(text: string): void {
+    this.lines.splice(0, this.lines.length, text);
+  }
+  clear(): void {
+    this.lines.length = 0;
+  }
+  hide(): void {}
   append(text: string): void {
     this.lines.push(text);
   }
@@ -96,6 +117,8 @@ export class FakeLogOutputChannel {
 
 /** Settings live in one flat map of full keys (`mercury.maxTokens`); `update` fires the change event. */
 export const settingsStore = new Map<string, unknown>();
+/** What `inspect` answers for a full key, where a test wants more than the User value (remote windows). */
+export const inspections = new Map<string, object>();
 const configurationChanged = new EventEmitter<{ affectsConfiguration(section: string): boolean }>();
 
 function affects(changedKey: string, section: string): boolean {
@@ -103,12 +126,16 @@ function affects(changedKey: string, section: string): boolean {
 }
 
 export const workspace = {
-  workspaceFolders: undefined as { uri: { fsPath: string } }[] | undefined,
+  workspaceFolders: undefined as { uri: Uri }[] | undefined,
   getConfiguration(section: string) {
     return {
       get<T>(key: string, fallback?: T): T | undefined {
         const full = `${section}.${key}`;
         return settingsStore.has(full) ? (settingsStore.get(full) as T) : fallback;
+      },
+      inspect<T>(key: string): object | undefined {
+        const full = `${section}.${key}`;
+        return inspections.get(full) ?? { key: full, globalValue: settingsStore.get(full) as T | undefined };
       },
       async update(key: string, value: unknown, _target?: ConfigurationTarget): Promise<void> {
         const full = `${section}.${key}`;
@@ -121,8 +148,12 @@ export const workspace = {
 };
 
 export const statusBarItems: FakeStatusBarItem[] = [];
+/** Choices the next error messages answer with (undefined: dismissed). */
+export const errorMessageAnswers: (string | undefined)[] = [];
 export const outputChannels: FakeLogOutputChannel[] = [];
 export const shownErrors: string[] = [];
+export const shownWarnings: string[] = [];
+export const shownErrorChoices: string[][] = [];
 export const inputBoxAnswers: (string | undefined)[] = [];
 
 export const window = {
@@ -136,16 +167,29 @@ export const window = {
     outputChannels.push(channel);
     return channel;
   },
-  async showErrorMessage(message: string, ..._items: string[]): Promise<string | undefined> {
+  async showErrorMessage(message: string, ...items: string[]): Promise<string | undefined> {
     shownErrors.push(message);
+    shownErrorChoices.push(items);
+    return errorMessageAnswers.shift();
+  },
+  async showWarningMessage(message: string, ..._items: string[]): Promise<string | undefined> {
+    shownWarnings.push(message);
     return undefined;
   },
+  activeTextEditor: undefined as { document: { uri: { toString(skipEncoding?: boolean): string } } } | undefined,
   async showInputBox(_options: object): Promise<string | undefined> {
     return inputBoxAnswers.shift();
   },
 };
 
 const registeredCommands = new Map<string, (...args: unknown[]) => unknown>();
+/** Commands of VS Code itself that the extension runs, with their arguments, in order. */
+export const builtinCommandCalls: { id: string; args: unknown[] }[] = [];
+const BUILTIN_COMMANDS = new Set([
+  'editor.action.inlineSuggest.trigger',
+  'workbench.action.openSettings',
+  'workbench.action.openRemoteSettings',
+]);
 
 export const commands = {
   registerCommand(id: string, run: (...args: unknown[]) => unknown): Disposable {
@@ -157,6 +201,10 @@ export const commands = {
   },
   async executeCommand(id: string, ...args: unknown[]): Promise<unknown> {
     const run = registeredCommands.get(id);
+    if (run === undefined && BUILTIN_COMMANDS.has(id)) {
+      builtinCommandCalls.push({ id, args });
+      return undefined;
+    }
     if (run === undefined) {
       throw new Error(`command '${id}' not found`);
     }
@@ -166,6 +214,34 @@ export const commands = {
     return [...registeredCommands.keys()];
   },
 };
+
+/** `vscode.env`: remoteName is set in remote windows (code-server, SSH, WSL, containers). */
+export const env = { remoteName: undefined as string | undefined };
+
+/** An installed extension as `vscode.extensions.getExtension` returns it. */
+export interface FakeExtension {
+  isActive: boolean;
+  exports: unknown;
+  activate(): Promise<unknown>;
+}
+
+export const installedExtensions = new Map<string, FakeExtension>();
+
+export const extensions = {
+  getExtension(id: string): FakeExtension | undefined {
+    return installedExtensions.get(id);
+  },
+};
+
+export class Uri {
+  private constructor(readonly fsPath: string) {}
+  static file(fsPath: string): Uri {
+    return new Uri(fsPath);
+  }
+  toString(): string {
+    return `file://${this.fsPath}`;
+  }
+}
 
 /** Secret storage with the same change event as VS Code's. */
 export class FakeSecretStorage {
@@ -191,6 +267,14 @@ export function resetFakeVscode(): void {
   statusBarItems.length = 0;
   outputChannels.length = 0;
   shownErrors.length = 0;
+  shownWarnings.length = 0;
+  inspections.clear();
+  shownErrorChoices.length = 0;
+  errorMessageAnswers.length = 0;
+  builtinCommandCalls.length = 0;
+  installedExtensions.clear();
+  env.remoteName = undefined;
+  window.activeTextEditor = undefined;
   inputBoxAnswers.length = 0;
   registeredCommands.clear();
   workspace.workspaceFolders = undefined;

@@ -343,8 +343,9 @@ async def test_openai_backend_against_our_engine(runtime) -> None:
     async with session(settings, env=runtime["env"]) as live:
         await open_ready(live)
         cursor = offset(SOURCE, 5, 15)
-        direct = http_json("/v1/completions", {"model": "tiny", "prompt": SOURCE[:cursor], "suffix": SOURCE[cursor:],
-                                               "max_tokens": 64, "n": 1, "temperature": 0})
+        # Other servers know no header field: it goes before the prefix, as our engine lays it out.
+        direct = http_json("/v1/completions", {"model": "tiny", "prompt": "# pkg/calc.py\n" + SOURCE[:cursor],
+                                               "suffix": SOURCE[cursor:], "max_tokens": 64, "n": 1, "temperature": 0})
         want = shown({"text": direct["choices"][0]["text"], "tokens": 0}, SOURCE[:cursor], SOURCE[cursor:])
         answer = await live.inline(URI, 5, 15)
         assert want and [item.insert_text for item in answer.items] == [want]

@@ -327,10 +327,11 @@ def test_the_server_path_from_the_remote_settings_survives_settings_changes_and_
     wait_until("a restart with mercury.server.path", lambda: session.starts()[-1:] == [from_setting], 30,
                seen=session.starts)
     # ...and after settings change (here the User settings lost theirs), Restart still finds it.
-    for _ in range(2):
+    # Off, then on again: each click waits for the setting the one before wrote (a click reads the current value).
+    for wanted in (False, True):
         bench.status_item.click()
-        time.sleep(1)
-    wait_until("completions on again", lambda: session.code_server.user_settings().get("mercury.enabled") is True, 15)
+        wait_until(f"mercury.enabled {wanted} in the User settings",
+                   lambda wanted=wanted: session.code_server.user_settings().get("mercury.enabled") is wanted, 15)
     bench.run_command("Mercury: Restart Language Server")
     wait_until("a second start with mercury.server.path", lambda: session.starts().count(from_setting) == 2, 30,
                seen=session.starts)

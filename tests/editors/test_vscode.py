@@ -113,6 +113,11 @@ class Session:
                 return (answer["items"] if isinstance(answer, dict) else answer,)
         return None
 
+    def ready_since(self, since: int) -> bool:
+        """Whether the server reported `ready` among the Mercury log's entries from `since` on."""
+        return any(entry.text.startswith("Received notification 'mercury/status'") and '"state": "ready"' in entry.text
+                   for entry in self.log()[since:])
+
     def warnings(self) -> list[str]:
         return [entry.text for entry in self.log() if entry.level == "warning"]
 
@@ -326,9 +331,15 @@ def test_the_server_path_from_the_remote_settings_survives_settings_changes_and_
     from_setting = f"Starting mercury-lsp from mercury.server.path: {executable}"
     wait_until("a restart with mercury.server.path", lambda: session.starts()[-1:] == [from_setting], 30,
                seen=session.starts)
+    # The status item shows the old server's state until the new one reports: wait for the new one's `ready`.
+    started = max(index for index, entry in enumerate(session.log()) if entry.text == from_setting)
+    wait_until("the restarted server ready", lambda: session.ready_since(started), GHOST_TIMEOUT)
     # ...and after settings change (here the User settings lost theirs), Restart still finds it.
-    # Off, then on again: each click waits for the setting the one before wrote (a click reads the current value).
-    for wanted in (False, True):
+    # Off, then on again. A click runs the command the item shows (while loading it shows the log), so each click
+    # waits until the item shows the state the click turns around: on (zap) before turning off, off before on.
+    for wanted, shown in ((False, "codicon-zap|"), (True, "codicon-circle-slash|")):
+        wait_until(f"the status item showing {shown}", lambda shown=shown: bench.status().startswith(shown), 60,
+                   seen=bench.status_history)
         bench.status_item.click()
         wait_until(f"mercury.enabled {wanted} in the User settings",
                    lambda wanted=wanted: session.code_server.user_settings().get("mercury.enabled") is wanted, 15)

@@ -4,7 +4,8 @@ requests at a new place, multi-line holes; the same model's autoregressive decod
     python bench/engine_cpu.py [--model PATH] [--places 12] [--threads 2]
 
 The server is `mercury-engine serve` in its own process; requests carry what the language server sends (the
-file's header, a prefix and a suffix window cut at lines, 32 tokens for a line, 64 for a block). Cursors are
+file's header, a prefix and a suffix window, 32 tokens for a line, 64 for a block); a line is being written (its
+rest is not in the suffix), a block goes in before an existing line. Cursors are
 spread over a real source file (the standard library's `argparse.py`). Prints a markdown table with the targets.
 """
 
@@ -87,8 +88,11 @@ def places(text: str, count: int) -> list[tuple[int, int]]:
 
 
 def body(text: str, cursor: int, max_tokens: int, single_line: bool) -> dict:
+    """A single-line request is the user writing this line: what follows the cursor on it is not typed yet, so
+    the suffix starts at the line's end and stays the same from keystroke to keystroke, as in an editor."""
+    after = text.index("\n", cursor) if single_line else cursor
     return {"header": file_header(SOURCE_FILE.name, "python"), "prefix": text[max(0, cursor - PREFIX_CHARS) : cursor],
-            "suffix": text[cursor : cursor + SUFFIX_CHARS], "max_tokens": max_tokens, "single_line": single_line}
+            "suffix": text[after : after + SUFFIX_CHARS], "max_tokens": max_tokens, "single_line": single_line}
 
 
 def main() -> None:

@@ -49,6 +49,21 @@ def read_source(path: Path) -> str:
 def add_confidence_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--confidence", choices=["probability", "margin", "entropy"], default="probability",
                         help="what the commit threshold applies to (default: the token's probability)")
+    parser.add_argument("--filler-threshold", type=filler_threshold, default=0.7,
+                        help="confidence a position needs to join the filler at the canvas end, capped by the "
+                             "threshold; 'none' uses the threshold (default: 0.7)")
+
+
+def filler_threshold(text: str) -> float | None:
+    if text.lower() == "none":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number or 'none': {text!r}") from None
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {value}")
+    return value
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -86,7 +101,7 @@ def cmd_infill(args: argparse.Namespace) -> int:
     loaded = load_checkpoint(model_path, device=args.device)
     # One request: capturing the step graphs would cost more than it saves.
     engine = InfillEngine(loaded, EngineSettings(max_batch=max(args.n, 1), confidence=args.confidence,
-                                                 cuda_graphs=False))
+                                                 filler_threshold=args.filler_threshold, cuda_graphs=False))
     result = engine.infill(request)
     if args.json:
         out = {

@@ -68,6 +68,9 @@ class EngineSettings:
     expand_initial: int = 8  # starting canvas length in expand/delete mode
     candidate_temperature: float = 0.8  # for candidates after the first when the request is greedy
     threshold: float = 0.9  # commit threshold when a request names none
+    # What a position needs to join the filler run at the canvas end (capped by the threshold; None: the
+    # threshold). Lower ends a short answer in a wide canvas in fewer steps (bench/RESULTS.md).
+    filler_threshold: float | None = 0.7
     confidence: str = "probability"  # the measure thresholds apply to: probability, margin or entropy
     cuda_graphs: bool = True  # capture each bucket's step on CUDA (warm_up)
 
@@ -226,7 +229,7 @@ class InfillEngine:
         steps = request.steps or max(1, math.ceil(max_length / 2))
         threshold = request.threshold if request.threshold is not None else self.settings.threshold
         spec = CanvasSpec(length, max_length, mode, float(threshold), steps, request.single_line, healed.heal,
-                          healed.first_allowed, request.refine, context.suffix_held)
+                          healed.first_allowed, request.refine, context.suffix_held, self.settings.filler_threshold)
         request_id = self._next_request
         self._next_request += 1
         slots = [self._free_slots.pop(0) for _ in range(request.n)]

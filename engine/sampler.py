@@ -55,6 +55,7 @@ class CanvasSlots:
     confidence: torch.Tensor  # [S, Cmax] each token's confidence when committed
     length: torch.Tensor  # [S]
     threshold: torch.Tensor  # [S]
+    filler_threshold: torch.Tensor  # [S] what a position of the right-edge filler run needs to join it
     filler_rule: torch.Tensor  # [S] fixed canvas: filler only as a run from the right edge
     steps_budget: torch.Tensor  # [S]
     steps_done: torch.Tensor  # [S]
@@ -76,6 +77,7 @@ class CanvasSlots:
             ids=zeros(slots, width, dtype=torch.long), masked=zeros(slots, width),
             committed_filler=zeros(slots, width), confidence=zeros(slots, width, dtype=torch.float32),
             length=zeros(slots, dtype=torch.long), threshold=torch.ones(slots, device=device),
+            filler_threshold=torch.ones(slots, device=device),
             filler_rule=zeros(slots), steps_budget=torch.ones(slots, dtype=torch.long, device=device),
             steps_done=zeros(slots, dtype=torch.long), single_line=zeros(slots), healed=zeros(slots),
             first_allowed=zeros(slots, vocab_size), first_newline=zeros(slots, vocab_size),
@@ -102,6 +104,7 @@ class CanvasSpec:
     first_allowed: torch.Tensor | None
     refine: bool
     suffix_held: bytes = b""  # the end of the cursor's word, already in the buffer after the cursor
+    filler_threshold: float | None = None  # None: the token threshold
 
 
 def reset_slot(slots: CanvasSlots, tables: VocabTables, vocab: Vocabulary, slot: int, spec: CanvasSpec) -> None:
@@ -116,6 +119,7 @@ def reset_slot(slots: CanvasSlots, tables: VocabTables, vocab: Vocabulary, slot:
     slots.confidence[slot].zero_()
     slots.length[slot] = n
     slots.threshold[slot] = spec.threshold
+    slots.filler_threshold[slot] = spec.threshold if spec.filler_threshold is None else spec.filler_threshold
     slots.filler_rule[slot] = spec.mode == "filler"
     slots.steps_budget[slot] = spec.steps
     slots.steps_done[slot] = 0
@@ -223,6 +227,7 @@ def denoise(
     commit, token, conf = commit_confident(
         p_best, id_best, p_nf, id_nf, tables.filler[id_best], masked, committed_filler,
         slots.threshold[rows], slots.filler_rule[rows], min_commits=min_commits,
+        filler_threshold=slots.filler_threshold[rows],
     )
     ids = torch.where(commit, token, ids)
     confidences = torch.where(commit, conf, slots.confidence[rows, :width])

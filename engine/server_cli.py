@@ -98,6 +98,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         idle_exit_minutes=args.idle_exit,
         port_file=Path(args.port_file) if args.port_file else None,
         engine_options={"cuda_graphs": not args.no_cuda_graphs, "confidence": args.confidence,
+                        "filler_threshold": args.filler_threshold,
                         "refresh_every": args.refresh_every, "reuse_suffix": not args.no_suffix_reuse,
                         "exact_context": args.exact_context},
     )

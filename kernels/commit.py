@@ -23,22 +23,28 @@ def commit_confident_reference(
     threshold: torch.Tensor,
     filler_rule: torch.Tensor,
     min_commits: torch.Tensor | None = None,
+    filler_threshold: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Choose which masked canvas positions to commit this step. All inputs are [B, C] except threshold,
-    filler_rule and min_commits (at least this many commits per row where positions allow; default 1), which are [B].
+    filler_rule, min_commits (at least this many commits per row where positions allow; default 1) and
+    filler_threshold (default: threshold), which are [B].
 
     With the filler rule, filler (pad / end-of-text) may only be committed as a contiguous run growing from the
     right edge of the canvas; elsewhere a position's candidate is its best non-filler token. This keeps the most
-    confident prediction of a weak model (filler at the canvas end) from flooding the canvas. Returns
-    (commit [B, C] bool, token [B, C], confidence [B, C]).
+    confident prediction of a weak model (filler at the canvas end) from flooding the canvas. The run grows by
+    positions whose filler confidence passes `filler_threshold`: a model's filler confidence falls towards the
+    answer's end, so at the token threshold the run grows a position or two per step and a short answer in a wide
+    canvas spends most of its steps on filler. Returns (commit [B, C] bool, token [B, C], confidence [B, C]).
     """
     rule = filler_rule[:, None]
     in_run = _suffix_run(committed_filler | (masked & best_is_filler)) & rule
     token = torch.where(in_run | ~rule, id_best, id_nonfiller)
     conf = torch.where(in_run | ~rule, p_best, p_nonfiller)
     passes = conf >= threshold[:, None]
+    run_threshold = threshold if filler_threshold is None else torch.minimum(threshold, filler_threshold)
+    passes_run = conf >= run_threshold[:, None]
 
-    run_commit = _suffix_run(in_run & (committed_filler | (masked & passes))) & masked
+    run_commit = _suffix_run(in_run & (committed_filler | (masked & passes_run))) & masked
     commit = run_commit | (~in_run & masked & passes)
 
     # At least min_commits per row that still has masks: the most confident eligible positions. Inside the run
@@ -65,7 +71,7 @@ def _suffix_run_row(flags, offs, inside):
 @triton_jit
 def _commit_kernel(
     p_best_ptr, id_best_ptr, p_nf_ptr, id_nf_ptr, is_filler_ptr, masked_ptr, committed_ptr,
-    threshold_ptr, rule_ptr, min_commits_ptr, commit_ptr, token_ptr, conf_ptr, n_cols,
+    threshold_ptr, filler_threshold_ptr, rule_ptr, min_commits_ptr, commit_ptr, token_ptr, conf_ptr, n_cols,
     HAS_MIN_COMMITS: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
     # One program per row holds the whole canvas in registers; the steps mirror commit_confident_reference.
@@ -81,6 +87,7 @@ def _commit_kernel(
     masked = tl.load(masked_ptr + at, mask=inside, other=0) != 0
     committed = tl.load(committed_ptr + at, mask=inside, other=0) != 0
     threshold = tl.load(threshold_ptr + row)
+    run_threshold = tl.minimum(threshold, tl.load(filler_threshold_ptr + row))
     rule = tl.load(rule_ptr + row) != 0
 
     in_run = _suffix_run_row(committed | (masked & is_filler), offs, inside) & rule
@@ -88,7 +95,7 @@ def _commit_kernel(
     token = tl.where(use_best, id_best, id_nf)
     conf = tl.where(use_best, p_best, p_nf)
     passes = conf >= threshold
-    run_commit = _suffix_run_row(in_run & (committed | (masked & passes)), offs, inside) & masked
+    run_commit = _suffix_run_row(in_run & (committed | (masked & (conf >= run_threshold))), offs, inside) & masked
     commit = run_commit | (~in_run & masked & passes)
 
     masked_run = masked & in_run
@@ -121,6 +128,7 @@ def commit_confident_triton(
     threshold: torch.Tensor,
     filler_rule: torch.Tensor,
     min_commits: torch.Tensor | None = None,
+    filler_threshold: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Triton launch of commit_confident_reference: one program per row, the row (C <= a few thousand) in registers."""
     b, c = p_best.shape
@@ -130,7 +138,8 @@ def commit_confident_triton(
     token = torch.empty((b, c), dtype=id_best.dtype, device=p_best.device)
     conf = torch.empty((b, c), dtype=p_best.dtype, device=p_best.device)
     _commit_kernel[(b,)](
-        *rows, *flags, threshold.contiguous(), filler_rule.contiguous(),
+        *rows, *flags, threshold.contiguous(),
+        (threshold if filler_threshold is None else filler_threshold).contiguous(), filler_rule.contiguous(),
         threshold if min_commits is None else min_commits.contiguous(), commit, token, conf, c,
         HAS_MIN_COMMITS=min_commits is not None, BLOCK_C=next_power_of_2(c), num_warps=4,
     )
@@ -138,9 +147,9 @@ def commit_confident_triton(
 
 
 def commit_confident(
-    *args: torch.Tensor, min_commits: torch.Tensor | None = None
+    *args: torch.Tensor, min_commits: torch.Tensor | None = None, filler_threshold: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Dispatch: Triton on CUDA, the reference elsewhere (same arguments as the reference)."""
     if use_triton(args[0]):
-        return commit_confident_triton(*args, min_commits=min_commits)
-    return commit_confident_reference(*args, min_commits=min_commits)
+        return commit_confident_triton(*args, min_commits=min_commits, filler_threshold=filler_threshold)
+    return commit_confident_reference(*args, min_commits=min_commits, filler_threshold=filler_threshold)

@@ -131,15 +131,17 @@ def _commit_case(batch: int, canvas: int) -> tuple[torch.Tensor, ...]:
 @pytest.mark.parametrize("poisoned", [True, False], indirect=True, ids=["poison-true", "poison-false"])
 @pytest.mark.parametrize("canvas", [1, 3, 65, 256])
 @pytest.mark.parametrize("with_min_commits", [False, True])
+@pytest.mark.parametrize("with_filler_threshold", [False, True])
 def test_commit_matches_the_reference_exactly(
-    poisoned: None, canvas: int, with_min_commits: bool
+    poisoned: None, canvas: int, with_min_commits: bool, with_filler_threshold: bool
 ) -> None:
     batch = 6
     for _ in range(4):
         args = _commit_case(batch, canvas)
         min_commits = torch.randint(0, 9, (batch,)) if with_min_commits else None
-        got = commit.commit_confident_triton(*args, min_commits=min_commits)
-        ref = commit.commit_confident_reference(*args, min_commits=min_commits)
+        filler_threshold = torch.rand(batch) * 0.8 + 0.2 if with_filler_threshold else None
+        got = commit.commit_confident_triton(*args, min_commits=min_commits, filler_threshold=filler_threshold)
+        ref = commit.commit_confident_reference(*args, min_commits=min_commits, filler_threshold=filler_threshold)
         for name, g, r in zip(("commit", "token", "confidence"), got, ref, strict=True):
             assert torch.equal(g, r), f"{name} differs from the reference"
 

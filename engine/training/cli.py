@@ -112,7 +112,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if not holes:
             raise UsageError("no held-out files to punch holes in.")
         report = evaluate_model(loaded, holes, args.prefix_tokens, args.suffix_tokens, confidence=args.confidence,
-                                exact_context=args.exact_context)
+                                filler_threshold=args.filler_threshold, exact_context=args.exact_context)
         print(json.dumps(report.summary()) if args.json else format_table(report))
         for outcome in report.outcomes[: args.examples]:
             print(outcome.describe())

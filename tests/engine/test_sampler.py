@@ -81,6 +81,24 @@ def test_filler_never_floods_a_confident_canvas(vocab):
     assert result.text == "items:"
 
 
+@pytest.mark.parametrize("filler_threshold, most_steps", [(0.7, 1), (None, 32)])
+def test_a_short_answer_in_a_wide_canvas_ends_in_few_steps(vocab, filler_threshold, most_steps):
+    # The model is sure of the answer and of filler far from it, less so next to it (as trained models are). At
+    # the token threshold the filler run grows a position or two per step; at a filler threshold of 0.7 it
+    # closes at once. The answer is the same.
+    def overrides(start, truth):
+        after = start + len(truth)
+        return {after + k: [(vocab.eos_id, 0.75 + 0.24 * k / 32)] for k in range(32)}
+
+    engine, _, _ = scripted_engine(vocab, "x = ", "total + 1", content_p=0.95, overrides=overrides)
+    engine.settings.filler_threshold = filler_threshold
+    result = engine.infill(InfillRequest(prefix="x = ", max_tokens=32))
+    assert result.text == "total + 1"
+    assert result.steps <= most_steps
+    if filler_threshold is None:
+        assert result.steps >= 8
+
+
 def test_single_line_stops_at_the_first_newline(vocab):
     engine, _, _ = scripted_engine(vocab, "    x", " = a\n    y = b\n    return y")
     result = engine.infill(InfillRequest(prefix="    x", max_tokens=24, single_line=True))

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from engine_process import EngineProcess
+from standins import KEY
 
 
 @pytest.fixture
@@ -31,6 +32,15 @@ def start_engine(tmp_path: Path, tiny_checkpoint: Path) -> Iterator:
 def shared_engine(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path) -> Iterator[EngineProcess]:
     """One ready engine for the tests that only need to talk to it."""
     engine = EngineProcess(tmp_path_factory.mktemp("shared"), tiny_checkpoint, ["--max-batch", "16"])
+    engine.wait_ready()
+    yield engine
+    engine.stop()
+
+
+@pytest.fixture(scope="module")
+def keyed_engine(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path) -> Iterator[EngineProcess]:
+    """A real engine that wants the team's key (`standins.KEY`), as a shared engine is run."""
+    engine = EngineProcess(tmp_path_factory.mktemp("keyed"), tiny_checkpoint, [], env={"MERCURY_API_KEY": KEY})
     engine.wait_ready()
     yield engine
     engine.stop()

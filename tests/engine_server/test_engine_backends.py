@@ -10,7 +10,6 @@ import json
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
@@ -25,15 +24,6 @@ from standins import KEY, SERVED_MODEL, LocalCA, TlsProxy, inception, vllm
 
 PREFIX, SUFFIX = SAMPLE_CODE[:120], SAMPLE_CODE[120:300]
 REQUEST = InfillRequest(prefix=PREFIX, suffix=SUFFIX, max_tokens=12, seed=3)
-
-
-@pytest.fixture(scope="module")
-def keyed_engine(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path) -> Iterator[EngineProcess]:
-    """A real engine that wants the team's key."""
-    engine = EngineProcess(tmp_path_factory.mktemp("keyed"), tiny_checkpoint, [], env={"MERCURY_API_KEY": KEY})
-    engine.wait_ready()
-    yield engine
-    engine.stop()
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import openai
 import pytest
@@ -12,8 +11,8 @@ from openai.types import Completion
 
 from checkpoints import SAMPLE_CODE
 from engine_process import EngineProcess
+from standins import KEY
 
-KEY = "sdk-key-for-tests"
 PREFIX = SAMPLE_CODE[:250]
 SUFFIX = SAMPLE_CODE[250:310]
 # One token per step: the canvas settles from the left in pieces, so the stream has more than one.
@@ -21,12 +20,9 @@ FIELDS = {"max_tokens": 24, "seed": 1}
 EXTRA = {"steps": 24, "threshold": 1.0}
 
 
-@pytest.fixture(scope="module")
-def engine(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path) -> Iterator[EngineProcess]:
-    process = EngineProcess(tmp_path_factory.mktemp("sdk"), tiny_checkpoint, [], env={"MERCURY_API_KEY": KEY})
-    process.wait_ready()
-    yield process
-    process.stop()
+@pytest.fixture
+def engine(keyed_engine: EngineProcess) -> EngineProcess:
+    return keyed_engine
 
 
 @pytest.fixture

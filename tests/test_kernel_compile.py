@@ -75,6 +75,7 @@ def test_commit_compiles(has_min_commits: bool) -> None:
     args = {
         "p_best_ptr": "*fp32", "id_best_ptr": "*i64", "p_nf_ptr": "*fp32", "id_nf_ptr": "*i64",
         "is_filler_ptr": "*i1", "masked_ptr": "*i1", "committed_ptr": "*i1", "threshold_ptr": "*fp32",
+        "filler_threshold_ptr": "*fp32",
         "rule_ptr": "*i1", "min_commits_ptr": "*i64", "commit_ptr": "*i1", "token_ptr": "*i64", "conf_ptr": "*fp32",
         "n_cols": "i32",
     }  # fmt: skip

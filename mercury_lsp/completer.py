@@ -35,7 +35,7 @@ Source = Literal["engine", "cache", "none"]
 FILL_GROWTH = 2
 FILL_MAX_TOKENS = 256
 # The canvas of a single-line request: a line rarely needs more, and a smaller canvas is a faster step.
-SINGLE_LINE_TOKENS = 32
+SINGLE_LINE_TOKENS = 16
 
 
 @dataclass(frozen=True)

@@ -75,7 +75,7 @@ class Settings:
         0, "Tokens of snippets from other open or recently edited files; 0 turns this off.", shapes_answer=True,
         minimum=0)
     max_tokens: int = setting(
-        64, "Canvas size of a multi-line completion, in tokens (a single-line one uses at most 32).",
+        64, "Canvas size of a multi-line completion, in tokens (a single-line one uses at most 16).",
         shapes_answer=True, minimum=1)
     steps: int | None = setting(
         None, "Denoising steps per completion. Empty: the engine's default.", shapes_answer=True, minimum=1)

@@ -19,7 +19,7 @@ from mercury_lsp.engine.infill import EngineSettings, InfillEngine
 from mercury_lsp.engine.training.corpus import SourceFile, collect_corpus
 from mercury_lsp.infill_api import InfillRequest
 
-SINGLE_LINE_TOKENS = 32  # the language server's single-line canvas
+SINGLE_LINE_TOKENS = 16  # the language server's single-line canvas (mercury_lsp/completer.py)
 MULTI_LINE_TOKENS = 64
 PREFIX_TOKENS = 1024
 SUFFIX_TOKENS = 256

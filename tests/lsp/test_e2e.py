@@ -93,11 +93,11 @@ def infill_requests() -> float:
 def infill_body(before: str, after: str, path: str = "pkg/calc.py", steps: int | None = 8, extra: str = "",
                 single_line: bool | None = None) -> dict[str, Any]:
     """The /v1/infill body the language server should send for a small file: the whole text on both sides,
-    the file's path as the header, a 32-token canvas for one line (mid-line), 64 for a block."""
+    the file's path as the header, a 16-token canvas for one line (mid-line), 64 for a block."""
     if single_line is None:
         single_line = bool(after.split("\n", 1)[0].strip())
     body = {"prefix": before, "suffix": after, "header": f"# {path}\n",
-            "max_tokens": 32 if single_line else 64, "single_line": single_line}
+            "max_tokens": 16 if single_line else 64, "single_line": single_line}
     if extra:
         body["extra_context"] = extra
     if steps is not None:

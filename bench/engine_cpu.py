@@ -4,7 +4,7 @@ requests at a new place, multi-line holes; the same model's autoregressive decod
     python bench/engine_cpu.py [--model PATH] [--places 12] [--threads 2]
 
 The server is `mercury-engine serve` in its own process; requests carry what the language server sends (the
-file's header, a prefix and a suffix window, 32 tokens for a line, 64 for a block); a line is being written (its
+file's header, a prefix and a suffix window, 16 tokens for a line, 64 for a block); a line is being written (its
 rest is not in the suffix), a block goes in before an existing line. Cursors are
 spread over a real source file (the standard library's `argparse.py`). Prints a markdown table with the targets.
 """
@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from mercury_lsp.completer import SINGLE_LINE_TOKENS as LINE_TOKENS
 from mercury_lsp.context import file_header
 from mercury_lsp.engine.autoregressive import AutoregressiveDecoder
 from mercury_lsp.engine.checkpoint import load_checkpoint
@@ -32,7 +33,7 @@ from mercury_lsp.infill_api import InfillRequest
 from workload import SOURCE_FILE, benchmark_model, percentile, spawn_engine
 
 PREFIX_CHARS, SUFFIX_CHARS = 1024 * 4, 256 * 4  # the language server's default windows (tokens x 4 characters)
-LINE_TOKENS, BLOCK_TOKENS = 32, 64
+BLOCK_TOKENS = 64  # a multi-line request (the language server's maxTokens default); a line is LINE_TOKENS
 TYPED = 4  # keystrokes per place: the first request at a place is cold, the next ones are warm
 TARGETS = {"warm line p50": 120, "warm line p90": 250, "cold": 300, "block": 500}  # ms, issue 11
 

@@ -17,7 +17,9 @@
 (defvar mercury-test-failed 0)
 
 (defun mercury-test-readme-setup ()
-  "The elisp block after <!-- emacs-setup --> in editors/README.md, with the model path filled in."
+  "The elisp block after <!-- emacs-setup --> in editors/README.md, with the model path filled in.
+The test is about the wire, not about what the model is sure of, so it also asks for every answer
+\(minConfidence 0): a small model's answer at the cursor may fall under the default cut."
   (with-temp-buffer
     (insert-file-contents (expand-file-name "editors/README.md" mercury-test-repo))
     (goto-char (point-min))
@@ -26,7 +28,10 @@
     (let ((block (match-string 1)))
       (unless (string-match-p (regexp-quote "/path/to/model") block)
         (error "The emacs-setup block must name /path/to/model"))
-      (string-replace "/path/to/model" mercury-test-model block))))
+      (unless (string-match-p (regexp-quote "(:model \"/path/to/model\")") block)
+        (error "The emacs-setup block must pass (:model \"/path/to/model\") as the mercury options"))
+      (string-replace "(:model \"/path/to/model\")"
+                      (format "(:model %S :minConfidence 0)" mercury-test-model) block))))
 
 (defun mercury-test-wait (what predicate seconds)
   "Let processes and timers run until PREDICATE returns non-nil; fail naming WHAT after SECONDS."

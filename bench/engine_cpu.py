@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from mercury_lsp.completer import SINGLE_LINE_TOKENS as LINE_TOKENS
+from mercury_lsp.context import SINGLE_LINE_TOKENS as LINE_TOKENS
 from mercury_lsp.context import file_header
 from mercury_lsp.engine.autoregressive import AutoregressiveDecoder
 from mercury_lsp.engine.checkpoint import load_checkpoint

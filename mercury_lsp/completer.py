@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from mercury_lsp.context import build_context, estimate_tokens, window_chars
+from mercury_lsp.context import SINGLE_LINE_TOKENS, build_context, estimate_tokens, window_chars
 from mercury_lsp.documents import Document
 from mercury_lsp.engine_client import EngineClient, EngineError, InfillResult
 from mercury_lsp.extra_context import ExtraContextRing
@@ -34,8 +34,6 @@ Source = Literal["engine", "cache", "none"]
 # A fill regenerates a span: give the canvas room for a rewrite somewhat longer than the original.
 FILL_GROWTH = 2
 FILL_MAX_TOKENS = 256
-# The canvas of a single-line request: a line rarely needs more, and a smaller canvas is a faster step.
-SINGLE_LINE_TOKENS = 16
 
 
 @dataclass(frozen=True)

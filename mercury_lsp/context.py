@@ -13,6 +13,9 @@ from dataclasses import dataclass
 # BPE vocabularies average about four characters of code per token.
 CHARS_PER_TOKEN = 4
 LINE_GRID = 16
+# The canvas of a single-line request (the evaluation asks the same): a line rarely needs more, and a smaller
+# canvas is a faster step (bench/RESULTS.md).
+SINGLE_LINE_TOKENS = 16
 MAX_PATH_CHARS = 1_000  # the engine refuses headers over 2,000 characters
 
 _COMMENT = {

@@ -13,13 +13,12 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mercury_lsp.context import file_header
+from mercury_lsp.context import SINGLE_LINE_TOKENS, file_header
 from mercury_lsp.engine.checkpoint import LoadedModel
 from mercury_lsp.engine.infill import EngineSettings, InfillEngine
 from mercury_lsp.engine.training.corpus import SourceFile, collect_corpus
 from mercury_lsp.infill_api import InfillRequest
 
-SINGLE_LINE_TOKENS = 16  # the language server's single-line canvas (mercury_lsp/completer.py)
 MULTI_LINE_TOKENS = 64
 PREFIX_TOKENS = 1024
 SUFFIX_TOKENS = 256

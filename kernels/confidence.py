@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .dispatch import next_power_of_2, tl, triton_jit, use_triton
+from .dispatch import FP_FUSION, next_power_of_2, tl, triton_jit, use_triton
 
 _BLOCK_V = 2048
 # Each program reads this many blocks of one row: 152k-token vocabularies give ~10 programs per canvas row,
@@ -124,12 +124,13 @@ def confidence_triton(
     _confidence_partial_kernel[(n_rows, n_chunks)](
         logits, filler_ids, part_max, part_sum, part_id, part_nf, part_nf_id,
         vocab, logits.stride(0), n_filler, chunk, n_chunks, BLOCK_V=block_v, num_warps=8,
+        enable_fp_fusion=FP_FUSION,
     )
     p_best, p_nf = (torch.empty(n_rows, dtype=torch.float32, device=device) for _ in range(2))
     id_best, id_nf = (torch.empty(n_rows, dtype=torch.int64, device=device) for _ in range(2))
     _confidence_merge_kernel[(n_rows,)](
         part_max, part_sum, part_id, part_nf, part_nf_id, p_best, id_best, p_nf, id_nf, vocab, n_chunks,
-        BLOCK_CHUNKS=next_power_of_2(n_chunks), num_warps=1,
+        BLOCK_CHUNKS=next_power_of_2(n_chunks), num_warps=1, enable_fp_fusion=FP_FUSION,
     )
     return p_best, id_best, p_nf, id_nf
 

@@ -15,6 +15,9 @@ except ImportError:  # the CPU install carries no Triton; the references serve t
     tl = None
 
 TRITON_AVAILABLE = triton is not None
+# Fused multiply-add in every kernel, as the GPU figures in bench/RESULTS.md were measured. Triton 3.9 warns that
+# its default turns to off in 3.10: each launch names the setting instead of following a changing default.
+FP_FUSION = True
 
 
 def triton_jit(fn: Callable) -> Callable:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .dispatch import next_power_of_2, tl, triton_jit, use_triton
+from .dispatch import FP_FUSION, next_power_of_2, tl, triton_jit, use_triton
 
 
 def rms_norm_reference(
@@ -60,6 +60,7 @@ def rms_norm_triton(
         x2, res2, weight, out, hidden2,
         n_cols, x2.stride(0), res2.stride(0), out.stride(0), hidden2.stride(0), eps,
         HAS_RESIDUAL=residual is not None, BLOCK=block, num_warps=min(16, max(1, block // 256)),
+        enable_fp_fusion=FP_FUSION,
     )
     hidden = x if residual is None else hidden2.view(x.shape)
     return out.view(x.shape), hidden

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .dispatch import next_power_of_2, tl, triton_jit, use_triton
+from .dispatch import FP_FUSION, next_power_of_2, tl, triton_jit, use_triton
 
 
 def rope_reference(
@@ -73,7 +73,7 @@ def rope_triton(
         q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1), k.stride(2),
         cos.stride(0), cos.stride(1),
         HALF=half, BLOCK_HQ=next_power_of_2(n_q_heads), BLOCK_HK=next_power_of_2(k.shape[2]),
-        num_warps=4,
+        num_warps=4, enable_fp_fusion=FP_FUSION,
     )
     return q, k
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .dispatch import tl, triton_jit, use_triton
+from .dispatch import FP_FUSION, tl, triton_jit, use_triton
 
 _BLOCK = 1024
 
@@ -38,7 +38,8 @@ def swiglu_triton(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
     out = torch.empty(gate2.shape, dtype=gate.dtype, device=gate.device)
     grid = (gate2.shape[0], -(-n_cols // _BLOCK))
     _swiglu_kernel[grid](
-        gate2, up2, out, n_cols, gate2.stride(0), up2.stride(0), out.stride(0), BLOCK=_BLOCK, num_warps=4
+        gate2, up2, out, n_cols, gate2.stride(0), up2.stride(0), out.stride(0), BLOCK=_BLOCK, num_warps=4,
+        enable_fp_fusion=FP_FUSION,
     )
     return out.view(gate.shape)
 

@@ -19,6 +19,7 @@ from triton.compiler import ASTSource  # noqa: E402
 from triton.compiler import compile as compile_kernel  # noqa: E402
 
 from mercury_lsp.kernels import attention, commit, confidence, rmsnorm, rope, swiglu  # noqa: E402
+from mercury_lsp.kernels.dispatch import FP_FUSION  # noqa: E402
 
 HOPPER = GPUTarget("cuda", 90, 32)
 
@@ -30,7 +31,7 @@ def _compile(
     names = kernel.arg_names  # ASTSource binds the signature by position
     signature = {n: types[n] if n in types else "constexpr" for n in names}
     source = ASTSource(fn=kernel, signature=signature, constexprs=constexprs)
-    compiled = compile_kernel(source, target=HOPPER, options={"num_warps": num_warps})
+    compiled = compile_kernel(source, target=HOPPER, options={"num_warps": num_warps, "enable_fp_fusion": FP_FUSION})
     assert compiled.asm["cubin"], "ptxas produced no cubin"
     return compiled.metadata._asdict()
 

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mercury_lsp.infill_api import FIELD_NAMES
+from mercury_lsp.engine.api.infill import FIELD_NAMES
 
 EXAMPLES = int(os.environ.get("MERCURY_FUZZ_EXAMPLES", "60"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None,

@@ -23,12 +23,12 @@ from pathlib import Path
 
 import torch
 
-from mercury_lsp.context import SINGLE_LINE_TOKENS as LINE_TOKENS
-from mercury_lsp.context import file_header
+from mercury_lsp.engine.api.file_header import file_header
+from mercury_lsp.engine.api.infill import SINGLE_LINE_TOKENS as LINE_TOKENS
+from mercury_lsp.engine.api.infill import InfillRequest
 from mercury_lsp.engine.autoregressive import AutoregressiveDecoder
 from mercury_lsp.engine.checkpoint import load_checkpoint
 from mercury_lsp.engine.infill import InfillEngine
-from mercury_lsp.infill_api import InfillRequest
 
 from workload import SOURCE_FILE, benchmark_model, percentile, spawn_engine
 

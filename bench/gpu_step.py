@@ -26,11 +26,11 @@ from pathlib import Path
 
 import torch
 
+from mercury_lsp.engine.api.infill import InfillRequest
 from mercury_lsp.engine.autoregressive import AutoregressiveDecoder
 from mercury_lsp.engine.checkpoint import LoadedModel, load_vocabulary
 from mercury_lsp.engine.infill import EngineSettings, InfillEngine
 from mercury_lsp.engine.model import ModelConfig, Transformer, rope_inv_freq
-from mercury_lsp.infill_api import InfillRequest
 from mercury_lsp.kernels import attention, commit, confidence, rmsnorm, rope, swiglu
 from mercury_lsp.models import BUNDLED_MODEL
 

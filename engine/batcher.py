@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 from mercury_lsp.engine.metrics import EngineMetrics
 
 if TYPE_CHECKING:
+    from mercury_lsp.engine.api.infill import InfillRequest
     from mercury_lsp.engine.infill import Job
-    from mercury_lsp.infill_api import InfillRequest
 
 # Called on the event loop with each candidate's settled text (committed from the left), when it grew.
 ProgressListener = Callable[[list[str]], None]

@@ -8,8 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+from mercury_lsp.engine.api.validation import RequestError
 from mercury_lsp.engine.errors import CheckpointError, UsageError
-from mercury_lsp.infill_api import RequestError
 from mercury_lsp.models import resolve_model_path
 
 
@@ -74,9 +74,9 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
 def cmd_infill(args: argparse.Namespace) -> int:
     import torch
 
+    from mercury_lsp.engine.api.infill import InfillRequest
     from mercury_lsp.engine.checkpoint import load_checkpoint
     from mercury_lsp.engine.infill import EngineSettings, InfillEngine
-    from mercury_lsp.infill_api import InfillRequest
 
     if args.threads < 0:
         raise UsageError(f"--threads must be 0 (torch's default) or more (got {args.threads}).")

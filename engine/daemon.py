@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mercury_lsp import engine_identity
+from mercury_lsp.engine.api import identity as engine_identity
 from mercury_lsp.models import resolve_model_path
 
 PORT_FILE = "engine.json"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import codecs
 from collections.abc import Iterable
 
-from mercury_lsp.infill_api import Span
+from mercury_lsp.engine.api.infill import Span
 
 # Explicit embeddings, overrides and isolates (the "Trojan Source" characters).
 BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")

@@ -1,6 +1,6 @@
 """Errors a user can cause, each printed as one sentence (no torch import here: the CLI reads these first)."""
 
-from mercury_lsp.infill_api import RequestError
+from mercury_lsp.engine.api.validation import RequestError
 
 
 class UsageError(Exception):

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from mercury_lsp.engine.api.infill import MAX_CANVAS, Completion, InfillRequest, parse_infill
 from mercury_lsp.engine.checkpoint import LoadedModel
 from mercury_lsp.engine.context_cache import ContextSlots, PrefixCache, SuffixCache
 from mercury_lsp.engine.errors import InfillError
@@ -34,7 +35,6 @@ from mercury_lsp.engine.sampler import (
     start_refinement,
 )
 from mercury_lsp.engine.step import CanvasStep
-from mercury_lsp.infill_api import MAX_CANVAS, Completion, InfillRequest, parse_infill
 
 CUT_GRID = 4096  # characters
 

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 import torch
 
+from mercury_lsp.engine.api.infill import Completion
 from mercury_lsp.engine.detokenize import cut_spans, text_with_spans
 from mercury_lsp.engine.vocab import Vocabulary
-from mercury_lsp.infill_api import Completion
 from mercury_lsp.kernels.commit import commit_confident
 from mercury_lsp.kernels.confidence import confidence
 

@@ -10,11 +10,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from mercury_lsp.context import SINGLE_LINE_TOKENS, build_context, estimate_tokens, window_chars
+from mercury_lsp.context import build_context, estimate_tokens, window_chars
 from mercury_lsp.documents import Document
+from mercury_lsp.engine.api.infill import SINGLE_LINE_TOKENS, InfillRequest
 from mercury_lsp.engine_client import EngineClient, EngineError, InfillResult
 from mercury_lsp.extra_context import ExtraContextRing
-from mercury_lsp.infill_api import InfillRequest
 from mercury_lsp.lifecycle import EngineLink
 from mercury_lsp.positions import Encoding
 from mercury_lsp.postprocess import (

@@ -10,22 +10,11 @@ import math
 import re
 from dataclasses import dataclass
 
+from mercury_lsp.engine.api.file_header import file_header
+
 # BPE vocabularies average about four characters of code per token.
 CHARS_PER_TOKEN = 4
 LINE_GRID = 16
-# The canvas of a single-line request (the evaluation asks the same): a line rarely needs more, and a smaller
-# canvas is a faster step (bench/RESULTS.md).
-SINGLE_LINE_TOKENS = 16
-MAX_PATH_CHARS = 1_000  # the engine refuses headers over 2,000 characters
-
-_COMMENT = {
-    "c": "//", "cpp": "//", "csharp": "//", "go": "//", "java": "//", "javascript": "//",
-    "javascriptreact": "//", "typescript": "//", "typescriptreact": "//", "rust": "//",
-    "kotlin": "//", "swift": "//", "scala": "//", "dart": "//", "php": "//", "zig": "//",
-    "python": "#", "ruby": "#", "shellscript": "#", "perl": "#", "r": "#", "yaml": "#",
-    "toml": "#", "elixir": "#", "julia": "#", "dockerfile": "#", "makefile": "#",
-    "lua": "--", "sql": "--", "haskell": "--",
-}
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -86,12 +75,6 @@ def suffix_window(after: str, max_chars: int) -> str:
         return after
     end = after.rfind("\n", 0, max_chars + 1)
     return after[:end] if end > 0 else after[:max_chars]
-
-
-def file_header(path: str, language_id: str) -> str:
-    """A comment line naming the file, so the model knows its path and language."""
-    marker = _COMMENT.get(language_id, "//")
-    return f"{marker} {path[-MAX_PATH_CHARS:]}\n"
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,19 @@ from typing import Any
 
 import aiohttp
 
-from mercury_lsp import engine_identity
-from mercury_lsp.completions_api import ROUTE_PATHS, Route, completion_body, parse_completion_answer
-from mercury_lsp.infill_api import Completion, InfillAnswer, InfillRequest, parse_infill_answer
+from mercury_lsp.engine.api import identity as engine_identity
+from mercury_lsp.engine.api.completions import (
+    ROUTE_PATHS,
+    Route,
+    completion_body,
+    parse_completion_answer,
+)
+from mercury_lsp.engine.api.infill import (
+    Completion,
+    InfillAnswer,
+    InfillRequest,
+    parse_infill_answer,
+)
 
 __all__ = ["BACKENDS", "EngineClient", "EngineError", "InfillRequest", "InfillResult"]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-from mercury_lsp.context import file_header
 from mercury_lsp.documents import Document
+from mercury_lsp.engine.api.file_header import file_header
 
 
 @dataclass(frozen=True)

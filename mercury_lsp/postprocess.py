@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from mercury_lsp.infill_api import Completion, Span
+from mercury_lsp.engine.api.infill import Completion, Span
 
 _BLOCK_OPENER = re.compile(r"(?:[:{(\[]|=>|\bdo|\bthen|\bbegin)\s*(?:#.*|//.*)?$")
 _CLOSER = re.compile(r"^\s*(?:[})\]]|(?:end|fi|done|esac)\s*$)")

@@ -13,11 +13,11 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mercury_lsp.context import SINGLE_LINE_TOKENS, file_header
+from mercury_lsp.engine.api.file_header import file_header
+from mercury_lsp.engine.api.infill import SINGLE_LINE_TOKENS, InfillRequest
 from mercury_lsp.engine.checkpoint import LoadedModel
 from mercury_lsp.engine.infill import EngineSettings, InfillEngine
 from mercury_lsp.engine.training.corpus import SourceFile, collect_corpus
-from mercury_lsp.infill_api import InfillRequest
 
 MULTI_LINE_TOKENS = 64
 PREFIX_TOKENS = 1024

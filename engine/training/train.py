@@ -20,7 +20,7 @@ import torch
 from tokenizers import Tokenizer
 from torch.nn import functional as F
 
-from mercury_lsp.context import file_header
+from mercury_lsp.engine.api.file_header import file_header
 from mercury_lsp.engine.checkpoint import load_checkpoint, load_vocabulary, save_checkpoint
 from mercury_lsp.engine.errors import CheckpointError
 from mercury_lsp.engine.healing import encode_prefix, encode_suffix, heal_prefix

@@ -9,11 +9,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from mercury_lsp.engine.api.infill import InfillRequest
 from mercury_lsp.engine.checkpoint import load_checkpoint
 from mercury_lsp.engine.detokenize import is_clean, text_with_spans
 from mercury_lsp.engine.healing import encode_prefix, encode_suffix, heal_prefix
 from mercury_lsp.engine.infill import EngineSettings, InfillEngine
-from mercury_lsp.infill_api import InfillRequest
 
 from checkpoints import make_tiny_checkpoint
 from scripted import ScriptedModel

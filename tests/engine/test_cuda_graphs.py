@@ -9,10 +9,10 @@ import time
 import pytest
 import torch
 
+from mercury_lsp.engine.api.infill import InfillRequest
 from mercury_lsp.engine.checkpoint import load_checkpoint
 from mercury_lsp.engine.infill import EngineSettings, InfillEngine
 from mercury_lsp.engine.step import BATCH_BUCKETS, CANVAS_BUCKETS
-from mercury_lsp.infill_api import InfillRequest
 
 from checkpoints import make_tiny_checkpoint
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from mercury_lsp.engine.api.infill import InfillRequest
 from mercury_lsp.engine.checkpoint import load_checkpoint
 from mercury_lsp.engine.infill import EngineSettings, InfillEngine
-from mercury_lsp.infill_api import InfillRequest
 
 GOLDEN = Path(__file__).parents[1] / "data" / "golden_engine"
 EXPECTED = json.loads((GOLDEN / "expected.json").read_text())

@@ -8,13 +8,13 @@ import random
 
 import pytest
 
+from mercury_lsp.engine.api.infill import InfillRequest
 from mercury_lsp.engine.batcher import Batcher, Cancelled
 from mercury_lsp.engine.checkpoint import load_checkpoint
 from mercury_lsp.engine.errors import InfillError
 from mercury_lsp.engine.infill import EngineSettings, InfillEngine
 from mercury_lsp.engine.metrics import EngineMetrics
 from mercury_lsp.engine.step import canvas_width
-from mercury_lsp.infill_api import InfillRequest
 
 from checkpoints import SAMPLE_CODE
 

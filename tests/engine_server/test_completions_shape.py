@@ -6,13 +6,13 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mercury_lsp.completions_api import (
+from mercury_lsp.engine.api.completions import (
     apply_stop,
     logprobs_json,
     spans_from_logprobs,
     streamable_length,
 )
-from mercury_lsp.infill_api import Span
+from mercury_lsp.engine.api.infill import Span
 
 texts = st.text(alphabet="ab\n ", max_size=40)
 
@@ -61,8 +61,8 @@ def test_logprobs_that_do_not_spell_the_text_are_ignored():
 
 
 def test_other_servers_get_the_header_and_extra_context_before_the_prefix():
-    from mercury_lsp.completions_api import completion_body
-    from mercury_lsp.infill_api import InfillRequest
+    from mercury_lsp.engine.api.completions import completion_body
+    from mercury_lsp.engine.api.infill import InfillRequest
 
     request = InfillRequest(prefix="x = ", suffix="\n", header="# app.py\n", extra_context="# util.py\ny = 1\n")
     for route in ("completions", "fim"):

@@ -15,8 +15,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from mercury_lsp.engine.api.infill import InfillRequest
 from mercury_lsp.engine_client import EngineClient, EngineError
-from mercury_lsp.infill_api import InfillRequest
 
 from checkpoints import SAMPLE_CODE
 from engine_process import EngineProcess

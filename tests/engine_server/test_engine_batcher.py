@@ -6,9 +6,9 @@ import asyncio
 
 import pytest
 
+from mercury_lsp.engine.api.infill import InfillRequest
 from mercury_lsp.engine.batcher import Batcher, EngineFailure
 from mercury_lsp.engine.metrics import EngineMetrics
-from mercury_lsp.infill_api import InfillRequest
 
 
 async def test_a_failed_step_fails_its_requests_and_the_thread_serves_on(tiny_checkpoint, monkeypatch):

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from mercury_lsp import engine_identity
 from mercury_lsp.engine import daemon
+from mercury_lsp.engine.api import identity as engine_identity
+from mercury_lsp.engine.api.infill import InfillRequest
 from mercury_lsp.engine_client import EngineClient, EngineError
-from mercury_lsp.infill_api import InfillRequest
 
 from other_user import SYSTEM_PYTHON, as_other_user, other_uid, squatter
 

@@ -11,7 +11,7 @@ import sys
 import aiohttp
 import pytest
 
-from mercury_lsp import engine_identity
+from mercury_lsp.engine.api import identity as engine_identity
 
 from engine_process import raw_exchange
 

@@ -12,13 +12,16 @@ from urllib.parse import urlsplit
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mercury_lsp.infill_api import FIELD_NAMES
+from mercury_lsp.engine.api.infill import FIELD_NAMES
 
 EXAMPLES = int(os.environ.get("MERCURY_FUZZ_EXAMPLES", "60"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                                        HealthCheck.data_too_large])
-ROUTES = ["/v1/infill", "/v1/completions", "/v1/fim/completions", "/v1/cancel"]
+# The routes that take a JSON body, infill routes first (each queues work on the model).
+ROUTES = ["/v1/infill", "/v1/completions", "/v1/fim/completions", "/api/generate", "/infill", "/v1/cancel",
+          "/api/show"]
+INFILL_ROUTES = ROUTES[:5]
 EXPECTED = {200, 400, 401, 404, 405, 413, 417, 429, 503, 504}
 
 scalars = st.one_of(
@@ -29,10 +32,16 @@ values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3) | st.di
     st.text(max_size=5), inner, max_size=3), max_leaves=6)
 # Fields of every route, and values that are valid but cheap (the tiny model still runs them).
 names = st.sampled_from(sorted(FIELD_NAMES | {"prompt", "model", "stop", "stream", "stream_options", "logprobs",
-                                              "echo", "best_of", "top_p", "top_k", "presence_penalty", "n"}))
+                                              "echo", "best_of", "top_p", "top_k", "presence_penalty", "n",
+                                              "options", "raw", "format", "images", "input_prefix", "input_suffix",
+                                              "input_extra", "n_predict", "response_fields", "t_max_predict_ms"}))
 cheap = {"max_tokens": st.integers(1, 8), "steps": st.integers(1, 8), "n": st.integers(1, 2),
          "prefix": st.text(max_size=60), "prompt": st.text(max_size=60), "stream": st.booleans(),
-         "timeout_ms": st.sampled_from([1, 50, 5000])}
+         "timeout_ms": st.sampled_from([1, 50, 5000]), "input_prefix": st.text(max_size=60),
+         "n_predict": st.integers(-1, 8), "options": st.fixed_dictionaries({"num_predict": st.integers(1, 8)}),
+         "input_extra": st.lists(st.fixed_dictionaries({"text": st.text(max_size=20),
+                                                        "filename": st.text(max_size=10)}), max_size=2),
+         "response_fields": st.lists(st.sampled_from(["content", "timings/predicted_n", "", "a/b/c"]), max_size=3)}
 
 
 @st.composite
@@ -61,6 +70,7 @@ header_values = st.one_of(st.binary(max_size=40).filter(lambda b: b"\r" not in b
 def raw_requests(draw) -> bytes:
     method = draw(st.sampled_from([b"POST", b"POST", b"GET", b"PUT", b"DELETE", b"BREW", b"G\x00T", b""]))
     path = draw(st.sampled_from([r.encode() for r in ROUTES] + [b"/health", b"/metrics", b"/v1/models", b"/",
+                                                                  b"/api/tags", b"/api/version",
                                                                   b"/v1/infill?key=x", b"/%ff%00", b"*",
                                                                   b"/" + b"a" * 9000]))
     version = draw(st.sampled_from([b"HTTP/1.1", b"HTTP/1.1", b"HTTP/1.0", b"HTTP/9.9", b"FOO"]))
@@ -116,7 +126,7 @@ def test_raw_http_never_gets_a_500(engine, data: bytes) -> None:
 
 
 @FUZZ
-@given(route=st.sampled_from(ROUTES[:3]), body=json_bodies())
+@given(route=st.sampled_from(INFILL_ROUTES), body=json_bodies())
 def test_json_bodies_are_checked_before_they_are_queued(engine, route: str, body: bytes) -> None:
     request = (f"POST {route} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\n"
                f"Content-Length: {len(body)}\r\n\r\n").encode() + body

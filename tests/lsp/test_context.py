@@ -9,13 +9,13 @@ from hypothesis import strategies as st
 from mercury_lsp.context import (
     CHARS_PER_TOKEN,
     build_context,
-    file_header,
     prefix_window,
     suffix_window,
     window_chars,
     without_lone_surrogates,
 )
 from mercury_lsp.documents import Document
+from mercury_lsp.engine.api.file_header import file_header
 from mercury_lsp.extra_context import ExtraContextRing
 
 BEFORE = "ab\ncde\nfg\nhi"

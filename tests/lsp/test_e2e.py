@@ -25,7 +25,7 @@ from pygls.exceptions import JsonRpcException
 from session import Session, session
 
 from mercury_lsp.engine import daemon
-from mercury_lsp.infill_api import Completion, parse_spans
+from mercury_lsp.engine.api.infill import Completion, parse_spans
 from mercury_lsp.positions import index_to_column
 from mercury_lsp.postprocess import CursorView, suggestion
 

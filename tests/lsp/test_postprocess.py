@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mercury_lsp import postprocess
-from mercury_lsp.infill_api import Completion, Span
+from mercury_lsp.engine.api.infill import Completion, Span
 from mercury_lsp.postprocess import (
     CursorView,
     cut_at_confidence,

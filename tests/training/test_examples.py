@@ -6,12 +6,12 @@ import random
 
 import torch
 
+from mercury_lsp.engine.api.infill import InfillRequest
 from mercury_lsp.engine.checkpoint import LoadedModel
 from mercury_lsp.engine.infill import InfillEngine
 from mercury_lsp.engine.model import ModelConfig, Transformer
 from mercury_lsp.engine.training.train import ExampleBuilder, infill_parts, pick_hole
 from mercury_lsp.engine.vocab import Vocabulary
-from mercury_lsp.infill_api import InfillRequest
 
 from corpus_sample import MODULES
 
@@ -106,7 +106,7 @@ def test_canvas_masks_always_leave_something_to_predict(vocab: Vocabulary) -> No
 
 
 def test_infill_examples_start_with_the_files_header_as_the_engine_keeps_it(vocab: Vocabulary) -> None:
-    from mercury_lsp.context import file_header
+    from mercury_lsp.engine.api.file_header import file_header
 
     keys = list(MODULES)
     builder = ExampleBuilder(list(MODULES.values()), vocab, seq_len=128, rng=random.Random(4), keys=keys)

@@ -1,28 +1,35 @@
-"""The /v1/infill contract: one request type with its ranges, read once at the engine's HTTP boundary and built
-by the language server's client, and the answer with its per-token confidence spans, read by the client.
-
-Pure Python (no torch): the language server imports it without the engine.
-"""
+"""The /v1/infill contract: one request type with its ranges, which every route's body is read into at the
+engine's HTTP boundary and which the language server's client builds, and the answer with its per-token confidence
+spans, read by the client."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
+
+from mercury_lsp.engine.api.validation import (
+    RequestError,
+    choice_field,
+    flag_field,
+    int_field,
+    is_int,
+    is_number,
+    number_field,
+    text_field,
+)
 
 LengthMode = Literal["auto", "filler", "expand"]
 
 MAX_CANVAS = 256  # tokens one request may ask for
+# The canvas of a single-line request (the language server and the evaluation ask the same): a line rarely needs
+# more, and a smaller canvas is a faster step (bench/RESULTS.md).
+SINGLE_LINE_TOKENS = 16
 MAX_CANDIDATES = 8
 MAX_STEPS = 4 * MAX_CANVAS
 MAX_TIMEOUT_MS = 600_000.0
 MAX_HEADER_CHARS = 2_000
 SEED_RANGE = (0, 2**64 - 1)
 LENGTH_MODES: tuple[str, ...] = ("auto", "filler", "expand")
-
-
-class RequestError(ValueError):
-    """A request field is missing, of the wrong type or out of range; the message is one sentence."""
 
 
 @dataclass(frozen=True)
@@ -63,66 +70,11 @@ class InfillRequest:
 FIELD_NAMES = frozenset(f.name for f in fields(InfillRequest))
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _text(body: dict[str, Any], name: str, default: str = "") -> str:
-    value = body.get(name, default)
-    if not isinstance(value, str):
-        raise RequestError(f"Field '{name}' must be a string.")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as error:  # JSON allows lone surrogates ("\ud800"); UTF-8 and the tokenizer do not
-        raise RequestError(f"Field '{name}' has a lone surrogate at offset {error.start}.") from None
-    return value
-
-
-def _int(body: dict[str, Any], name: str, default: int | None, low: int, high: int) -> int | None:
-    value = body.get(name, default)
-    if value is None and default is None:
-        return None
-    if not _is_int(value) or not low <= value <= high:
-        raise RequestError(f"Field '{name}' must be an integer from {low} to {high}.")
-    return value
-
-
-def _number(body: dict[str, Any], name: str, default: float | None, low: float, high: float,
-            low_open: bool = False) -> float | None:
-    value = body.get(name, default)
-    if value is None and default is None:
-        return None
-    if not _is_number(value) or value > high or value < low or (low_open and value == low):
-        span = f"above {low:g} and at most {high:g}" if low_open else f"from {low:g} to {high:g}"
-        raise RequestError(f"Field '{name}' must be a number {span}.")
-    return float(value)
-
-
-def _flag(body: dict[str, Any], name: str) -> bool:
-    value = body.get(name, False)
-    if not isinstance(value, bool):
-        raise RequestError(f"Field '{name}' must be true or false.")
-    return value
-
-
-def _choice(body: dict[str, Any], name: str, choices: tuple[str, ...], default: str | None) -> Any:
-    value = body.get(name, default)
-    if value is None and default is None:
-        return None
-    if value not in choices:
-        raise RequestError(f"Field '{name}' must be one of {', '.join(choices)}.")
-    return value
-
-
 def _client_id(body: dict[str, Any]) -> str | None:
     value = body.get("id")
     if value is None:
         return None
-    if not (isinstance(value, str) or _is_int(value)) or len(str(value)) > 200:
+    if not (isinstance(value, str) or is_int(value)) or len(str(value)) > 200:
         raise RequestError("Field 'id' must be a string (at most 200 characters) or an integer.")
     return str(value)
 
@@ -136,25 +88,25 @@ def parse_infill(body: Any, *, allow_unknown: bool = False) -> InfillRequest:
         raise RequestError(f"Unknown field '{unknown[0]}'.")
     if "prefix" not in body:
         raise RequestError("Field 'prefix' is required.")
-    header = _text(body, "header")
+    header = text_field(body, "header")
     if len(header) > MAX_HEADER_CHARS:
         raise RequestError(f"Field 'header' must be at most {MAX_HEADER_CHARS} characters.")
     return InfillRequest(
-        prefix=_text(body, "prefix"),
-        suffix=_text(body, "suffix"),
+        prefix=text_field(body, "prefix"),
+        suffix=text_field(body, "suffix"),
         header=header,
-        extra_context=_text(body, "extra_context"),
-        max_tokens=_int(body, "max_tokens", 64, 1, MAX_CANVAS),
-        steps=_int(body, "steps", None, 1, MAX_STEPS),
-        threshold=_number(body, "threshold", None, 0.0, 1.0, low_open=True),
-        temperature=_number(body, "temperature", 0.0, 0.0, 5.0),
-        n=_int(body, "n", 1, 1, MAX_CANDIDATES),
-        seed=_int(body, "seed", 0, *SEED_RANGE),
-        single_line=_flag(body, "single_line"),
-        length_mode=_choice(body, "length_mode", LENGTH_MODES, "auto"),
-        refine=_flag(body, "refine"),
+        extra_context=text_field(body, "extra_context"),
+        max_tokens=int_field(body, "max_tokens", 64, 1, MAX_CANVAS),
+        steps=int_field(body, "steps", None, 1, MAX_STEPS),
+        threshold=number_field(body, "threshold", None, 0.0, 1.0, low_open=True),
+        temperature=number_field(body, "temperature", 0.0, 0.0, 5.0),
+        n=int_field(body, "n", 1, 1, MAX_CANDIDATES),
+        seed=int_field(body, "seed", 0, *SEED_RANGE),
+        single_line=flag_field(body, "single_line"),
+        length_mode=choice_field(body, "length_mode", LENGTH_MODES, "auto"),
+        refine=flag_field(body, "refine"),
         id=_client_id(body),
-        timeout_ms=_number(body, "timeout_ms", None, 0.0, MAX_TIMEOUT_MS, low_open=True),
+        timeout_ms=number_field(body, "timeout_ms", None, 0.0, MAX_TIMEOUT_MS, low_open=True),
     )
 
 
@@ -190,7 +142,7 @@ def parse_spans(raw: Any, text: str) -> tuple[Span, ...]:
         if not isinstance(item, dict):
             return ()
         start, end, confidence = item.get("start"), item.get("end"), item.get("confidence")
-        if not (_is_int(start) and _is_int(end) and _is_number(confidence)) or start != at or end < start:
+        if not (is_int(start) and is_int(end) and is_number(confidence)) or start != at or end < start:
             return ()
         spans.append(Span(start, end, float(confidence)))
         at = end
@@ -209,11 +161,11 @@ class InfillAnswer:
 
 
 def answer_count(value: Any) -> int | None:
-    return value if _is_int(value) and value >= 0 else None
+    return value if is_int(value) and value >= 0 else None
 
 
 def answer_ms(value: Any) -> float | None:
-    return float(value) if _is_number(value) and value >= 0 else None
+    return float(value) if is_number(value) and value >= 0 else None
 
 
 def parse_infill_answer(body: Any) -> InfillAnswer:

@@ -2,7 +2,8 @@
 vLLM and SGLang serve it) and `/v1/fim/completions` (Inception's Mercury Edit shape).
 
 The engine reads a body into an `InfillRequest` through `parse_infill` (one validation for every route) and writes
-answers and stream chunks here; the language server's client writes bodies from an `InfillRequest` and reads answers
+answers and stream chunks here; a prompt that a client wrote in a FIM template (and sent without `suffix`) is read
+into prefix, suffix, header and extra context; the language server's client writes bodies from an `InfillRequest` and reads answers
 here. Pure Python: the language server imports it without the engine.
 """
 
@@ -13,7 +14,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from mercury_lsp.infill_api import (
+from mercury_lsp.engine.api import fim_templates
+from mercury_lsp.engine.api.file_header import extra_file, file_header, language_of
+from mercury_lsp.engine.api.infill import (
     Completion,
     InfillAnswer,
     InfillRequest,
@@ -151,9 +154,24 @@ def parse_completion_request(body: Any, route: Route) -> CompletionRequest:
     # OpenAI clients send null for "the default"; the engine's own fields keep their names.
     fields: dict[str, Any] = {"prefix": prompt, "max_tokens": DEFAULT_MAX_TOKENS}
     fields |= {key: body[key] for key in ("max_tokens", *EXTENSION_FIELDS) if body.get(key) is not None}
+    if body.get("suffix") in (None, ""):
+        fields |= prompt_fields(prompt)
     if "\n" in stop:
         fields["single_line"] = True  # the text is cut at its first line break anyway: the engine can stop there
     return CompletionRequest(parse_infill(fields), route, stop, stream, include_usage, ignored)
+
+
+def prompt_fields(prompt: str) -> dict[str, str]:
+    """The infill fields of a prompt: prefix, suffix, header and extra context when it is written in a FIM template
+    (its other files become extra context, its file path the header), else the whole prompt as the prefix."""
+    parsed = fim_templates.parse(prompt)
+    if parsed is None:
+        return {"prefix": prompt}
+    fields = {"prefix": parsed.prefix, "suffix": parsed.suffix,
+              "extra_context": "".join(extra_file(f.path, f.text) for f in parsed.files)}
+    if parsed.path:
+        fields["header"] = file_header(parsed.path, language_of(parsed.path))
+    return fields
 
 
 # -- answers ------------------------------------------------------------------------------------------------------

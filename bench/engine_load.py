@@ -3,6 +3,11 @@ and the HTTP overhead per request on loopback.
 
     python bench/engine_load.py [--model PATH] [--threads 1] [--max-tokens 32] [--context 256] [--requests 32]
 
+With --replicas 1,2,3 it measures the README's router recipe instead: for each count, that many engines behind
+nginx (`docs/router/nginx.conf`), --clients clients through it, throughput and p50/p99; then, at the largest count,
+typing in several documents at once with and without the document header the router hashes on (affinity keeps a
+document's prefix cache on one replica).
+
 With --stream it also measures streaming (`stream: true` on /v1/completions, one request at a time): how long until
 the first settled text arrives, against the whole answer.
 
@@ -27,7 +32,10 @@ import time
 from pathlib import Path
 
 import aiohttp
+from nginx_router import NginxRouter
 from tokenizers import Tokenizer
+
+from mercury_lsp.engine_client import AFFINITY_HEADER, affinity_key
 
 from workload import SHAPES, SOURCE_FILE, benchmark_model, holes, percentile, spawn_engine
 
@@ -56,9 +64,10 @@ class Server:
         self.process.wait(30)
 
 
-async def infill(session: aiohttp.ClientSession, url: str, body: dict) -> tuple[float, dict]:
+async def infill(session: aiohttp.ClientSession, url: str, body: dict,
+                 headers: dict[str, str] | None = None) -> tuple[float, dict]:
     started = time.perf_counter()
-    async with session.post(url + "/v1/infill", json=body) as response:
+    async with session.post(url + "/v1/infill", json=body, headers=headers) as response:
         payload = await response.json()
         if response.status != 200:
             raise SystemExit(f"engine_load: request failed: {payload}")
@@ -138,6 +147,91 @@ async def measure(server: Server, cases: list[tuple[str, str]], args: argparse.N
     return health, levels
 
 
+async def typing_latencies(session: aiohttp.ClientSession, url: str, cases: list[tuple[str, str]],
+                           keystrokes: int, max_tokens: int, affinity: bool) -> list[float]:
+    """One client per document, each typing `keystrokes` characters of its hole, a request per keystroke; with
+    `affinity` each request carries the document header the language server sends."""
+    latencies: list[float] = []
+
+    async def typist(index: int, prefix: str, suffix: str) -> None:
+        headers = {AFFINITY_HEADER: affinity_key(f"file:///doc{index}.py")} if affinity else None
+        for typed in range(keystrokes):
+            body = {"prefix": prefix + suffix[:typed], "suffix": suffix[typed:], "max_tokens": max_tokens,
+                    "seed": index}
+            latencies.append((await infill(session, url, body, headers))[0])
+
+    await asyncio.gather(*(typist(i, p, s) for i, (p, s) in enumerate(cases)))
+    return latencies
+
+
+async def measure_router(servers: list[Server], router: NginxRouter, cases: list[tuple[str, str]],
+                         args: argparse.Namespace, with_typing: bool) -> dict:
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        for server in servers:
+            await server.wait_ready(session)
+        bodies = [{"prefix": p, "suffix": s, "max_tokens": args.max_tokens, "seed": i}
+                  for i, (p, s) in enumerate(cases)]
+        for body in bodies[: 3 * len(servers)]:
+            await infill(session, router.url, body)
+        figures = {"level": await run_level(session, router.url, bodies, args.clients)}
+        if with_typing:
+            documents = cases[: args.documents]
+            for affinity in (False, True, False):  # repeated: the first pass also warms what it can
+                figures[affinity] = await typing_latencies(session, router.url, documents, args.keystrokes,
+                                                           args.max_tokens, affinity)
+    return figures
+
+
+def router_main(args: argparse.Namespace) -> None:
+    counts = [int(n) for n in args.replicas.split(",")]
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        folder, label = benchmark_model(args.model, Path(tmp), args.shape)
+        tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        cases = holes(SOURCE_FILE.read_text(), lambda t: len(tokenizer.encode(t).ids), args.context, args.requests)
+        for count in counts:
+            servers = []
+            router = None
+            try:
+                for n in range(count):
+                    replica = Path(tmp) / f"r{count}-{n}"
+                    replica.mkdir()
+                    servers.append(Server(replica, folder, args.threads, max_batch=args.clients))
+                router_folder = Path(tmp) / f"router{count}"
+                router_folder.mkdir()
+                router = NginxRouter(router_folder, [server.url for server in servers])
+                figures = asyncio.run(measure_router(servers, router, cases, args, count == max(counts)))
+            finally:
+                if router is not None:
+                    router.stop()
+                for server in servers:
+                    server.stop()
+            rows.append((count, figures))
+
+    print(f"model: {label}, {os.cpu_count()} cores ({platform.processor() or platform.machine()}), each replica "
+          f"{args.threads} CPU thread(s), nginx least_conn, {args.clients} clients, {args.requests} requests, "
+          f"context ~{args.context} tokens, {args.max_tokens}-token holes")
+    print()
+    print("| replicas | tokens/s | requests/s | p50 latency | p99 latency |")
+    print("|---|---|---|---|---|")
+    for count, figures in rows:
+        level = figures["level"]
+        print(f"| {count} | {level['tokens_per_s']:.1f} | {level['requests_per_s']:.2f} | {level['p50']:.0f} ms | "
+              f"{level['p99']:.0f} ms |")
+    count, figures = rows[-1]
+    print()
+    print(f"typing through the router ({count} replicas): {args.documents} documents at once, {args.keystrokes} "
+          "keystrokes each, a request per keystroke")
+    print()
+    print("| document header (affinity) | requests | p50 latency | p99 latency |")
+    print("|---|---|---|---|")
+    for affinity in (False, True):
+        latencies = figures[affinity]
+        print(f"| {'yes' if affinity else 'no'} | {len(latencies)} | {percentile(latencies, 0.5):.0f} ms | "
+              f"{percentile(latencies, 0.99):.0f} ms |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None, help="model folder (default: bundled, else random weights)")
@@ -147,7 +241,14 @@ def main() -> None:
     parser.add_argument("--context", type=int, default=256, help="context tokens around each hole")
     parser.add_argument("--requests", type=int, default=32, help="requests per concurrency level")
     parser.add_argument("--stream", action="store_true", help="also time streamed answers (first text, whole)")
+    parser.add_argument("--replicas", help="router mode: replica counts behind nginx, for example 1,2,3")
+    parser.add_argument("--clients", type=int, default=16, help="router mode: concurrent clients")
+    parser.add_argument("--documents", type=int, default=12, help="router mode: documents typed in at once")
+    parser.add_argument("--keystrokes", type=int, default=6, help="router mode: keystrokes per document")
     args = parser.parse_args()
+    if args.replicas:
+        router_main(args)
+        return
 
     with tempfile.TemporaryDirectory() as tmp:
         folder, label = benchmark_model(args.model, Path(tmp), args.shape)

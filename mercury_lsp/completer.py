@@ -250,7 +250,8 @@ class Completer:
         view = CursorView.around(before, after)
         one_line = single_line(view, settings.max_lines)
         max_tokens = min(settings.max_tokens, SINGLE_LINE_TOKENS) if one_line else settings.max_tokens
-        result = await client.infill(self._request(document, before, after, max_tokens, one_line))
+        result = await client.infill(self._request(document, before, after, max_tokens, one_line),
+                                     document=document.uri)
         shown = (suggestion(c, view, settings.min_confidence, settings.max_lines) for c in result.completions)
         texts = tuple(dict.fromkeys(text for text in shown if text))
         self.cache.put(document.uri, CachedCompletion(before, after, key, texts))
@@ -281,7 +282,7 @@ class Completer:
         budget = min(FILL_MAX_TOKENS, max(self.settings.max_tokens, FILL_GROWTH * estimate_tokens(selected)))
         request = self._request(document, before, after, budget, one_line="\n" not in selected)
         try:
-            result = await client.infill(request)
+            result = await client.infill(request, document=uri)
         except EngineError as error:
             self.engine.engine_failed(error)
             raise

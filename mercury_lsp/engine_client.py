@@ -1,9 +1,11 @@
-"""HTTP client for the engine: our /v1/infill, an OpenAI-compatible /v1/completions with `suffix` (vLLM, SGLang,
-our engine), or Inception's /v1/fim/completions (api.inceptionlabs.ai, or our engine)."""
+"""HTTP client for the engine: our /v1/infill, an OpenAI-compatible /v1/completions with `suffix` (SGLang with a
+completion template, llama-cpp-python, our engine) or with a FIM prompt written here (vLLM), llama.cpp's /infill, or
+Inception's /v1/fim/completions (api.inceptionlabs.ai, or our engine)."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import ssl
 import time
@@ -13,6 +15,8 @@ from typing import Any
 
 import aiohttp
 
+from mercury_lsp import foreign_fim
+from mercury_lsp.engine.api import fim_templates
 from mercury_lsp.engine.api import identity as engine_identity
 from mercury_lsp.engine.api.completions import (
     ROUTE_PATHS,
@@ -29,11 +33,14 @@ from mercury_lsp.engine.api.infill import (
 
 __all__ = ["BACKENDS", "EngineClient", "EngineError", "InfillRequest", "InfillResult"]
 
-BACKENDS = ("mercury", "openai", "inception")
+BACKENDS = ("mercury", "openai", "llamacpp", "inception")
 ROUTES: dict[str, Route] = {"openai": "completions", "inception": "fim"}
 INCEPTION_URL = "https://api.inceptionlabs.ai"
 INCEPTION_MODEL = "mercury-edit-2"  # Inception's fill-in-the-middle model when the settings name none
 KEY_VARIABLES = {"inception": ("MERCURY_API_KEY", "INCEPTION_API_KEY")}
+# A router in front of several engines hashes on this header to keep a document on one replica, where its prefix
+# is cached. It carries a hash of the document's URI: the router needs a stable key, not the path.
+AFFINITY_HEADER = "X-Mercury-Document"
 
 
 @dataclass(frozen=True)
@@ -105,9 +112,14 @@ class EngineClient:
         *,
         ca_bundle: str | None = None,
         identity_key: str | None = None,
+        fim_template: str | None = None,
     ) -> None:
         if backend not in BACKENDS:
             raise EngineError(f"Unknown backend {backend!r}; use one of {', '.join(BACKENDS)}.")
+        if fim_template is not None and fim_template not in fim_templates.TEMPLATES:
+            raise EngineError(f"Unknown FIM template {fim_template!r}; use one of "
+                              f"{', '.join(fim_templates.TEMPLATES)}.")
+        self.fim_template = fim_template if backend == "openai" else None
         self.base_url = base_url(url)
         self.shown_url = shown_url(self.base_url)
         self.backend = backend
@@ -148,21 +160,34 @@ class EngineClient:
                               "program may hold its port); no text was sent to it.", unreachable=True)
         return body
 
-    async def infill(self, request: InfillRequest, timeout: float = 60.0) -> InfillResult:
-        """Ask for the text between `prefix` and `suffix`."""
+    async def infill(self, request: InfillRequest, timeout: float = 60.0, *, document: str | None = None) -> InfillResult:
+        """Ask for the text between `prefix` and `suffix`; `document` (its URI) keys a router's affinity."""
         started = time.perf_counter()
         if self.identity_key is not None:
             await self._health(min(timeout, 2.0))  # before the buffer leaves: is this still our engine?
+        headers = self._headers | ({AFFINITY_HEADER: affinity_key(document)} if document else {})
         if self.backend == "mercury":
-            body = await self._call("POST", "/v1/infill", request.to_json(), timeout)
+            body = await self._call("POST", "/v1/infill", request.to_json(), timeout, headers)
             answer = self._read(parse_infill_answer, body)
+        elif self.backend == "llamacpp":
+            body = await self._call("POST", foreign_fim.LLAMACPP_INFILL_PATH, foreign_fim.llamacpp_body(request),
+                                    timeout, headers)
+            answer = self._read(foreign_fim.parse_llamacpp_answer, body)
         else:
             route = ROUTES[self.backend]
-            body = await self._call("POST", ROUTE_PATHS[route], completion_body(request, route, self.remote_model),
-                                    timeout)
+            body = await self._call("POST", ROUTE_PATHS[route], self._completion_body(request, route), timeout,
+                                    headers)
             answer = self._read(parse_completion_answer, body)
         round_trip_ms = (time.perf_counter() - started) * 1000
         return InfillResult(answer.completions, answer.tokens, answer.steps, answer.ms, round_trip_ms)
+
+    def _completion_body(self, request: InfillRequest, route: Route) -> dict[str, Any]:
+        if self.fim_template is None:
+            return completion_body(request, route, self.remote_model)
+        try:
+            return foreign_fim.prompt_body(request, self.fim_template, self.remote_model)
+        except ValueError as error:  # the code holds one of the family's markers: nothing to send as FIM
+            raise EngineError(f"No {self.fim_template} FIM prompt can be written here: {error}") from None
 
     def _read(self, parse: Any, body: dict[str, Any]) -> InfillAnswer:
         try:
@@ -183,7 +208,7 @@ class EngineClient:
                 if proof is not None:
                     proof.append(response.headers.get(engine_identity.PROOF_HEADER))
                 if response.status >= 400:
-                    raise EngineError(_error_message(payload, response), status=response.status)
+                    raise EngineError(self._refusal(payload, response), status=response.status)
         except aiohttp.ClientSSLError as error:
             raise EngineError(f"The engine at {self.shown_url} has a certificate this machine does not trust "
                               f"({type(error).__name__}); set a CA bundle for it.", unreachable=True) from error
@@ -195,6 +220,20 @@ class EngineClient:
         if not isinstance(payload, dict):
             raise EngineError(f"The engine at {self.shown_url} answered {path} with no JSON object.")
         return payload
+
+    def _refusal(self, payload: Any, response: aiohttp.ClientResponse) -> str:
+        message = _error_message(payload, response)
+        if self.backend == "openai" and foreign_fim.refuses_suffix(response.status, message):
+            return (f"The server at {self.shown_url} does not accept `suffix` (vLLM and llama.cpp's /v1/completions "
+                    "refuse it): set mercury.fimTemplate to your model's family "
+                    f"({', '.join(fim_templates.TEMPLATES)}), or for a llama.cpp server set "
+                    "mercury.backend to llamacpp.")
+        return message
+
+
+def affinity_key(document: str) -> str:
+    """A stable, opaque key for one document: the same URI always gives the same key."""
+    return hashlib.sha256(document.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
 async def _json_or_none(response: aiohttp.ClientResponse) -> Any:

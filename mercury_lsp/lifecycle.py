@@ -26,7 +26,8 @@ RETRY_AFTER_S = 15.0
 
 def _engine_settings(settings: Settings) -> tuple:
     return (settings.enabled, settings.engine_url, settings.backend, settings.api_key,
-            settings.remote_model, settings.auto_start, settings.model, settings.device, settings.ca_bundle)
+            settings.remote_model, settings.auto_start, settings.model, settings.device, settings.ca_bundle,
+            settings.fim_template)
 
 
 async def _local_engine(settings: Settings) -> EngineClient:
@@ -53,7 +54,7 @@ async def _client(settings: Settings) -> EngineClient:
     if url is None:
         return await _local_engine(settings)
     return EngineClient(url, settings.backend, settings.api_key, settings.remote_model,
-                        ca_bundle=settings.ca_bundle)
+                        ca_bundle=settings.ca_bundle, fim_template=settings.fim_template)
 
 
 class EngineLink:

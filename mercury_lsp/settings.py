@@ -13,7 +13,9 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-Backend = Literal["mercury", "openai", "inception"]
+Backend = Literal["mercury", "openai", "llamacpp", "inception"]
+# The families whose fill-in-the-middle prompt the language server can write (engine/api/fim_templates.py).
+FimTemplateName = Literal["qwen", "starcoder", "codellama", "deepseek", "codestral"]
 Device = Literal["auto", "cpu", "cuda"]
 TriggerKind = Literal["automatic", "invoked"]
 
@@ -49,9 +51,15 @@ class Settings:
               "the local engine, started when needed.", shapes_answer=True, minLength=1)
     backend: Backend = setting(
         "mercury", "Protocol spoken to `#mercury.engineUrl#`: `mercury` is the engine's `POST /v1/infill`, "
-                   "`openai` an OpenAI-compatible `POST /v1/completions` with `suffix` (vLLM, SGLang, llama.cpp), "
+                   "`openai` an OpenAI-compatible `POST /v1/completions` (with `suffix`: SGLang started with "
+                   "`--completion-template`, llama-cpp-python, our engine; or with a prompt written for "
+                   "`#mercury.fimTemplate#`: vLLM), `llamacpp` the llama.cpp server's `POST /infill`, "
                    "`inception` the `POST /v1/fim/completions` of Inception's Mercury Edit (its service when "
                    "`#mercury.engineUrl#` is empty).", shapes_answer=True)
+    fim_template: FimTemplateName | None = setting(
+        None, "For the `openai` backend: write the model family's fill-in-the-middle prompt here and send "
+              "`prompt` only, for servers that refuse `suffix` (vLLM). Empty: send `suffix` and let the server "
+              "write it. Only base coder models fill in the middle, not instruct ones.", shapes_answer=True)
     api_key: str | None = setting(
         None, "Bearer key for the engine (else the `MERCURY_API_KEY` environment variable).", vscode=False,
         minLength=1)
@@ -134,6 +142,8 @@ def _type_schema(hint: Any) -> dict[str, Any]:
         return {"type": "string", "enum": list(args)}
     if origin in (typing.Union, types.UnionType):
         inner = _type_schema(next(arg for arg in args if arg is not type(None)))
+        if "enum" in inner:  # JSON Schema checks `enum` apart from `type`: null must be among the choices
+            inner["enum"] = [*inner["enum"], None]
         return inner | {"type": [inner["type"], "null"]}
     if origin is tuple:
         return {"type": "array", "items": _type_schema(args[0])}
@@ -217,7 +227,7 @@ def _expected(schema: dict[str, Any]) -> str:
     kinds = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
     kind = kinds[0]
     if "enum" in schema:
-        words = "one of " + ", ".join(repr(choice) for choice in schema["enum"])
+        words = "one of " + ", ".join(repr(choice) for choice in schema["enum"] if choice is not None)
     elif kind == "boolean":
         words = "true or false"
     elif kind == "array" and "enum" in schema["items"]:

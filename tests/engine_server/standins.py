@@ -3,8 +3,14 @@ document, and a TLS reverse proxy in front of any of them (a team's HTTPS endpoi
 
 - Inception's `/v1/fim/completions` (FIMCompletionRequest / FIMCompletionResponse / ErrorResponse of its OpenAPI
   description): `prompt` and `model` required, only documented fields accepted, its error objects.
-- The OpenAI-compatible `/v1/completions` with `suffix` as vLLM and SGLang answer it (their extra choice fields
-  `stop_reason` / `matched_stop`, usage details, a model name that must match).
+- vLLM's `/v1/completions`: `suffix` refused with a 400 for every model; a FIM prompt in `prompt` is what it takes
+  (its extra choice fields `stop_reason` / `matched_stop`, usage details, a model name that must match).
+- SGLang's `/v1/completions` started with `--completion-template qwen_coder`: a non-empty `suffix` wraps the prompt
+  in the template's markers; an empty one wraps nothing (the model continues the prompt as it is).
+- llama.cpp's server: `POST /infill` (input_prefix, input_suffix, input_extra, n_predict...) and a `/v1/completions`
+  that refuses `suffix`.
+
+Each records what its model would have read (`model_prompts`), and answers with text derived from it.
 """
 
 from __future__ import annotations
@@ -34,6 +40,11 @@ def _filled(body: dict[str, Any]) -> str:
     return f"<fill {len(body['prompt'])}:{len(body.get('suffix') or '')}>"
 
 
+def _answer_to(model_prompt: str) -> str:
+    """Code that depends on what the model read, so a test can tell which prompt it was."""
+    return f"total + {len(model_prompt)}"
+
+
 class StandIn:
     """One stand-in server on an ephemeral loopback port; `requests` holds every body it accepted."""
 
@@ -41,6 +52,7 @@ class StandIn:
         self.app = app
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
+        self.model_prompts: list[str] = []
         self._runner: web.AppRunner | None = None
         self.url = ""
 
@@ -105,10 +117,12 @@ def vllm() -> StandIn:
         if body.get("model") != SERVED_MODEL:
             return web.json_response({"object": "error", "message": f"The model `{body.get('model')}` does not "
                                       "exist.", "type": "NotFoundError", "param": None, "code": 404}, status=404)
+        if body.get("suffix") is not None:  # vLLM's OpenAIServingCompletion, for every model
+            return web.json_response({"object": "error", "message": "suffix is not currently supported",
+                                      "type": "BadRequestError", "param": None, "code": 400}, status=400)
         stand_in.requests.append(body)
-        text = _filled(body)
-        if "\n" in (body.get("stop") or []):
-            text = text.split("\n")[0]
+        stand_in.model_prompts.append(body["prompt"])
+        text = _answer_to(body["prompt"])
         choices = [{"index": i, "text": text, "logprobs": None, "finish_reason": "length", "stop_reason": None,
                     "matched_stop": None, "prompt_logprobs": None} for i in range(body.get("n", 1))]
         return web.json_response({
@@ -126,6 +140,88 @@ def vllm() -> StandIn:
     app = web.Application()
     app.router.add_post("/v1/completions", completions)
     app.router.add_get("/v1/models", models)
+    stand_in = StandIn(app)
+    return stand_in
+
+
+async def _openai_models(request: web.Request) -> web.Response:
+    return web.json_response({"object": "list", "data": [{"id": SERVED_MODEL, "object": "model"}]})
+
+
+# SGLang's `qwen_coder` completion template: FIM begin, middle (before the suffix) and end markers.
+SGLANG_QWEN_CODER = ("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>")
+
+
+def sglang() -> StandIn:
+    """SGLang started with `--completion-template qwen_coder` (it has no API key here: `--api-key` is optional)."""
+    stand_in: StandIn
+
+    async def completions(request: web.Request) -> web.Response:
+        stand_in.headers.append(dict(request.headers))
+        body = await request.json()
+        stand_in.requests.append(body)
+        prompt, suffix = body["prompt"], body.get("suffix") or ""
+        begin, middle, end = SGLANG_QWEN_CODER
+        # sglang's generate_completion_prompt_from_request: only a non-empty suffix gets the template
+        model_prompt = f"{begin}{prompt}{middle}{suffix}{end}" if suffix else prompt
+        stand_in.model_prompts.append(model_prompt)
+        text = _answer_to(model_prompt)
+        return web.json_response({
+            "id": "4f1b", "object": "text_completion", "created": 1745798400, "model": SERVED_MODEL,
+            "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": "stop", "matched_stop": None}],
+            "usage": {"prompt_tokens": 30, "total_tokens": 35, "completion_tokens": 5, "prompt_tokens_details": None},
+        })
+
+    app = web.Application()
+    app.router.add_post("/v1/completions", completions)
+    app.router.add_get("/v1/models", _openai_models)
+    stand_in = StandIn(app)
+    return stand_in
+
+
+def llamacpp() -> StandIn:
+    """llama.cpp's `llama-server` with a FIM-capable model (Qwen2.5-Coder base: it has `<|file_sep|>`)."""
+    stand_in: StandIn
+
+    def _error(status: int, message: str) -> web.Response:
+        return web.json_response({"error": {"code": status, "message": message, "type": "invalid_request_error"}},
+                                 status=status)
+
+    async def infill(request: web.Request) -> web.Response:
+        stand_in.headers.append(dict(request.headers))
+        body = await request.json()
+        extra = body.get("input_extra", [])
+        if not isinstance(body.get("input_prefix", ""), str) or not isinstance(body.get("input_suffix", ""), str):
+            return _error(400, "\"input_prefix\" and \"input_suffix\" must be strings")
+        if not isinstance(extra, list) or not all(
+                isinstance(c, dict) and isinstance(c.get("text"), str) and isinstance(c.get("filename", ""), str)
+                for c in extra):
+            return _error(400, "\"input_extra\" must be an array of {\"filename\": string, \"text\": string}")
+        stand_in.requests.append(body)
+        # format_infill with a file separator: each extra chunk under its file name, then the FIM prompt
+        files = "".join(f"<|file_sep|>{c.get('filename', 'tmp')}\n{c['text']}" for c in extra)
+        model_prompt = (f"{files}<|fim_prefix|>{body.get('input_prefix', '')}<|fim_suffix|>"
+                        f"{body.get('input_suffix', '')}<|fim_middle|>{body.get('prompt', '')}")
+        stand_in.model_prompts.append(model_prompt)
+        content = _answer_to(model_prompt)
+        return web.json_response({
+            "index": 0, "content": content, "tokens": [], "id_slot": 0, "stop": True, "model": "qwen2.5-coder",
+            "tokens_predicted": 5, "tokens_evaluated": 40, "tokens_cached": 12, "truncated": False,
+            "stop_type": "eos", "stopping_word": "",
+            "timings": {"prompt_n": 28, "prompt_ms": 12.5, "predicted_n": 5, "predicted_ms": 30.0},
+        })
+
+    async def completions(request: web.Request) -> web.Response:
+        body = await request.json()
+        for name in ("best_of", "echo", "suffix"):  # oaicompat_completion_params_parse
+            if name in body:
+                return _error(400, f"Unsupported param: {name}")
+        return _error(400, "this stand-in only answers /infill")
+
+    app = web.Application()
+    app.router.add_post("/infill", infill)
+    app.router.add_post("/v1/completions", completions)
+    app.router.add_get("/v1/models", _openai_models)
     stand_in = StandIn(app)
     return stand_in
 

@@ -100,17 +100,19 @@ async def test_inception_backend_against_our_engine(shared_engine):
 async def test_openai_backend_through_a_tls_proxy_to_a_vllm_shaped_server(ca):
     async with vllm() as stand_in, TlsProxy(stand_in.url, ca) as proxy:
         health, result = await use(EngineClient(proxy.url + "/v1", "openai", KEY, SERVED_MODEL,
-                                                ca_bundle=str(ca.bundle)),
+                                                ca_bundle=str(ca.bundle), fim_template="qwen"),
                                    InfillRequest(prefix=PREFIX, suffix=SUFFIX, max_tokens=12, n=2))
         with pytest.raises(EngineError, match="has a certificate this machine does not trust") as untrusted:
-            await use(EngineClient(proxy.url, "openai", KEY, SERVED_MODEL))
+            await use(EngineClient(proxy.url, "openai", KEY, SERVED_MODEL, fim_template="qwen"))
         with pytest.raises(EngineError, match="does not exist") as wrong_model:
             await use(EngineClient(proxy.url, "openai", KEY, "other", ca_bundle=str(ca.bundle)))
     assert health["status"] == "ok"
-    assert result.texts == (f"<fill {len(PREFIX)}:{len(SUFFIX)}>",) * 2
+    prompt = f"<|fim_prefix|>{PREFIX}<|fim_suffix|>{SUFFIX}<|fim_middle|>"
+    assert result.texts == (f"total + {len(prompt)}",) * 2
     assert result.tokens == 10
-    assert stand_in.requests[0] == {"prompt": PREFIX, "suffix": SUFFIX, "max_tokens": 12, "model": SERVED_MODEL,
-                                    "n": 2, "temperature": 0.0}
+    sent = stand_in.requests[0]
+    assert sent.pop("stop")[:2] == ["<|endoftext|>", "<|fim_prefix|>"]
+    assert sent == {"prompt": prompt, "max_tokens": 12, "model": SERVED_MODEL, "n": 2, "temperature": 0.0}
     assert untrusted.value.unreachable
     assert wrong_model.value.status == 404
 

@@ -62,7 +62,7 @@ def test_a_lone_language_id_is_read_as_a_list() -> None:
     [
         ("maxTokens", "lots", "mercury.maxTokens must be an integer of at least 1, got 'lots'."),
         ("maxTokens", 0, "mercury.maxTokens must be an integer of at least 1, got 0."),
-        ("backend", "grpc", "mercury.backend must be one of 'mercury', 'openai', 'inception', got 'grpc'."),
+        ("backend", "grpc", "mercury.backend must be one of 'mercury', 'openai', 'llamacpp', 'inception', got 'grpc'."),
         ("enabled", 1, "mercury.enabled must be true or false, got 1."),
         ("threshold", 0, "mercury.threshold must be a number above 0 and at most 1 or null, got 0."),
         ("minConfidence", 1.5, "mercury.minConfidence must be a number of at least 0 and at most 1, got 1.5."),

@@ -4,6 +4,7 @@ return {
   enabledLanguages = { "*" },
   engineUrl = vim.NIL,
   backend = "mercury",
+  fimTemplate = vim.NIL,
   apiKey = vim.NIL,
   remoteModel = vim.NIL,
   caBundle = vim.NIL,

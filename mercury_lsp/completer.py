@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from mercury_lsp.context import SINGLE_LINE_TOKENS, build_context, estimate_tokens, window_chars
 from mercury_lsp.documents import Document
+from mercury_lsp.edit_history import EditHistories, split_lines
 from mercury_lsp.engine_client import EngineClient, EngineError, InfillResult
 from mercury_lsp.extra_context import ExtraContextRing
 from mercury_lsp.infill_api import InfillRequest
@@ -86,6 +87,7 @@ class Completer:
         self.cache = CompletionCache()
         self.latest = LatestOnly()
         self.ring = ExtraContextRing()
+        self.history = EditHistories()
         self.debounce = AdaptiveDebounce(self.settings.debounce_ms, self.settings.debounce_max_ms)
         self._prefetches: dict[str, Prefetch] = {}
         self._on_result = on_result
@@ -117,17 +119,34 @@ class Completer:
             return
         self._cancel_prefetch(uri)
         accepted_at = self._accepted_suggestion(document, edits)
+        now = time.monotonic()
         for text, start, end in edits:
-            document.apply_change(text, start, end, self.encoding)
+            self._apply_and_record(document, text, start, end, now)
         self.debounce.keystroke(uri, time.monotonic())
         if self.settings.extra_context_tokens and edits and edits[-1][1] is not None:
             self.ring.remember(document, edits[-1][1][0], self._relative_path(document))
         if accepted_at is not None:
             self._start_prefetch(document, accepted_at)
 
+    def _apply_and_record(self, document: Document, text: str, start: tuple | None, end: tuple | None,
+                          now: float) -> None:
+        """Apply one change and keep the lines it replaced, for the next-edit history."""
+        if start is None or end is None:
+            before = split_lines(document.text)
+            document.apply_change(text, start, end, self.encoding)
+            self.history.record(document.uri, 0, before, split_lines(document.text), now)
+            return
+        first = min(max(start[0], 0), document.line_count - 1)
+        last = min(max(end[0], first), document.line_count - 1)
+        removed = [document.line(n) for n in range(first, last + 1)]
+        document.apply_change(text, start, end, self.encoding)
+        added = [document.line(n) for n in range(first, first + len(split_lines(text)))]
+        self.history.record(document.uri, first, removed, added, now)
+
     def close(self, uri: str) -> None:
         self._cancel_prefetch(uri)
         self.documents.pop(uri, None)
+        self.history.forget(uri)
         self.cache.forget(uri)
         self.ring.forget(uri)
         self.debounce.forget(uri)

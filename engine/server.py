@@ -38,6 +38,7 @@ from mercury_lsp.completions_api import (
     usage_chunk_json,
 )
 from mercury_lsp.engine import daemon
+from mercury_lsp.engine.api.edit_completions import edit_answer, parse_edit_request
 from mercury_lsp.engine.batcher import (
     Batcher,
     Cancelled,
@@ -336,6 +337,32 @@ async def stream_completion(request: web.Request, completion: CompletionRequest)
     return response
 
 
+async def handle_edit_completions(request: web.Request) -> web.Response:
+    """Mercury Edit 2's /v1/edit/completions: the code to edit comes back with the next edit applied, or as it was."""
+    # torch is imported only once a request needs it
+    from mercury_lsp.engine.next_edit import answer_edit_request
+
+    try:
+        edit = parse_edit_request(await read_json(request))
+    except RequestError as error:
+        raise _bad_request(str(error)) from None
+    batcher, limit = request.app[BATCHER_KEY], request.app[CONFIG_KEY].request_timeout_s
+    try:
+        future = batcher.call(lambda engine: answer_edit_request(engine, edit))
+        region, result = await asyncio.wait_for(asyncio.shield(future), limit)
+    except NotReady as error:
+        raise ApiError(503, str(error), "engine_unavailable", retry_after=2) from None
+    except QueueFull as error:
+        raise ApiError(429, str(error), "rate_limit_error", retry_after=1) from None
+    except asyncio.TimeoutError:
+        raise deadline_error(limit) from None
+    except (RequestError, EngineFailure) as error:
+        raise engine_error(error) from None
+    answer = edit_answer(f"cmpl-{uuid.uuid4().hex}", int(time.time()), batcher.model_name, region,
+                         len(edit.prompt.text) // 4, len(region) // 4)
+    return web.json_response(answer | {"ms": round(result.ms, 3), "proposed": result.proposal is not None})
+
+
 async def handle_cancel(request: web.Request) -> web.Response:
     body = await read_json(request)
     client_id = body.get("id") if isinstance(body, dict) else None
@@ -491,6 +518,7 @@ ROUTES: dict[tuple[str, str], Callable[[web.Request], Awaitable[web.StreamRespon
     ("POST", "/v1/infill"): handle_infill,
     ("POST", "/v1/completions"): completions_handler("completions"),
     ("POST", "/v1/fim/completions"): completions_handler("fim"),
+    ("POST", "/v1/edit/completions"): handle_edit_completions,
     ("POST", "/v1/cancel"): handle_cancel,
 }
 

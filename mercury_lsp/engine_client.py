@@ -15,6 +15,7 @@ import aiohttp
 
 from mercury_lsp import engine_identity
 from mercury_lsp.completions_api import ROUTE_PATHS, Route, completion_body, parse_completion_answer
+from mercury_lsp.engine.api.edit_completions import parse_edit_answer
 from mercury_lsp.infill_api import Completion, InfillAnswer, InfillRequest, parse_infill_answer
 
 __all__ = ["BACKENDS", "EngineClient", "EngineError", "InfillRequest", "InfillResult"]
@@ -153,6 +154,23 @@ class EngineClient:
             answer = self._read(parse_completion_answer, body)
         round_trip_ms = (time.perf_counter() - started) * 1000
         return InfillResult(answer.completions, answer.tokens, answer.steps, answer.ms, round_trip_ms)
+
+    async def next_edit(self, prompt: str, min_confidence: float, timeout: float = 30.0) -> str:
+        """Ask `POST /v1/edit/completions` (ours, or Inception's Mercury Edit) for the code to edit in `prompt`
+        rewritten with the next edit; the answer is the region, changed or not."""
+        if self.backend == "openai":
+            raise EngineError("The openai backend has no next-edit route; use the mercury or inception backend.")
+        if self.identity_key is not None:
+            await self._health(min(timeout, 2.0))
+        body: dict[str, Any] = {"model": self.remote_model or "mercury",
+                                "messages": [{"role": "user", "content": prompt}]}
+        if self.backend == "mercury":
+            body["min_confidence"] = min_confidence  # our extension; Inception's route takes the documented fields
+        answer = await self._call("POST", "/v1/edit/completions", body, timeout)
+        try:
+            return parse_edit_answer(answer)
+        except ValueError as error:
+            raise EngineError(f"The engine at {self.shown_url} answered in an unknown shape ({error}).") from None
 
     def _read(self, parse: Any, body: dict[str, Any]) -> InfillAnswer:
         try:

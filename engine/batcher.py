@@ -95,6 +95,7 @@ class Batcher:
         self._active: list[Ticket] = []
         self._by_client_id: dict[str, Ticket] = {}
         self._to_release: list[Ticket] = []  # cancelled on the event loop; their slots are freed on the model thread
+        self._calls: deque[tuple[Callable[[Any], Any], asyncio.AbstractEventLoop, asyncio.Future]] = deque()
         self._cond = threading.Condition()
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="mercury-model", daemon=True)
@@ -112,7 +113,7 @@ class Batcher:
 
     @property
     def busy(self) -> bool:
-        return bool(self._waiting or self._active)
+        return bool(self._waiting or self._active or self._calls)
 
     def submit(self, request: InfillRequest, on_progress: ProgressListener | None = None) -> Ticket:
         """Queue a request (its fields already checked); its future resolves to an InfillResult.
@@ -132,6 +133,21 @@ class Batcher:
             self.metrics.set_load(len(self._waiting), len(self._active))
             self._cond.notify()
         return ticket
+
+    def call(self, work: Callable[[Any], Any]) -> asyncio.Future:
+        """Run `work(engine)` on the model thread between two steps (a whole next-edit proposal); the future
+        resolves to what it returns. Raises NotReady or QueueFull."""
+        if self.state != "ok":
+            raise NotReady(self.message or "The model is still loading.")
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        with self._cond:
+            if len(self._waiting) + len(self._calls) >= self.max_queue:
+                raise QueueFull(f"The engine queue is full ({self.max_queue} requests waiting).")
+            self._calls.append((work, loop, future))
+            self.last_activity = time.monotonic()
+            self._cond.notify()
+        return future
 
     def cancel(self, ticket: Ticket, reason: str) -> bool:
         """Call a request off; its jobs leave before the next step. False when it had already finished."""
@@ -217,12 +233,14 @@ class Batcher:
             return
         while True:
             with self._cond:
-                while not self._stopping and not self._waiting and not self._active:
+                while not self._stopping and not self._waiting and not self._active and not self._calls:
                     self._cond.wait()
                 if self._stopping:
                     break
                 newcomers = self._admit()
                 called_off, self._to_release = self._to_release, []
+                calls, self._calls = list(self._calls), deque()
+            self._run_calls(calls)
             for ticket in called_off:
                 self._engine.release(ticket.jobs)
             try:
@@ -240,6 +258,26 @@ class Batcher:
                 self.metrics.set_load(len(self._waiting), len(self._active))
         for ticket in [*self._waiting, *self._active]:
             self._reply(ticket, error=NotReady("The engine is shutting down."))
+        for _, loop, future in self._calls:
+            loop.call_soon_threadsafe(_settle, future, None, NotReady("The engine is shutting down."))
+
+    def _run_calls(self, calls: list) -> None:
+        from mercury_lsp.engine.errors import InfillError
+
+        for work, loop, future in calls:
+            value, error = None, None
+            try:
+                value = work(self._engine)
+            except InfillError as failure:
+                error = failure
+            except Exception as failure:  # the model thread outlives it; the caller hears why
+                log.exception("engine call failed")
+                error = EngineFailure(f"The engine failed on this request ({type(failure).__name__}).")
+            self.last_activity = time.monotonic()
+            try:
+                loop.call_soon_threadsafe(_settle, future, value, error)
+            except RuntimeError:  # the event loop closed meanwhile
+                pass
 
     def _admit(self) -> list[Ticket]:
         """Waiting requests that fit in the batch, first come first served (caller holds the lock).

@@ -22,7 +22,7 @@ from aiohttp.web_protocol import RequestHandler
 from mercury_lsp.engine import daemon
 from mercury_lsp.engine.batcher import Batcher
 from mercury_lsp.engine.metrics import EngineMetrics
-from mercury_lsp.engine.routes import llama_cpp, native, ollama, openai
+from mercury_lsp.engine.routes import edit, llama_cpp, native, ollama, openai
 from mercury_lsp.engine.routes.plumbing import (
     ACTIVITY_KEY,
     BATCHER_KEY,
@@ -151,7 +151,7 @@ async def expect(request: web.Request) -> web.StreamResponse | None:
 
 ELSEWHERE = "elsewhere"
 ROUTES: dict[tuple[str, str], Callable[[web.Request], Awaitable[web.StreamResponse]]] = {
-    **native.ROUTES, **openai.ROUTES, **ollama.ROUTES, **llama_cpp.ROUTES,
+    **native.ROUTES, **openai.ROUTES, **ollama.ROUTES, **llama_cpp.ROUTES, **edit.ROUTES,
 }
 
 

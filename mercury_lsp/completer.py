@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 from mercury_lsp.context import build_context, estimate_tokens, window_chars
 from mercury_lsp.documents import Document
+from mercury_lsp.edit_history import EditHistories, split_lines
+from mercury_lsp.engine.api.edit_completions import EditPrompt, build_edit_prompt
 from mercury_lsp.engine.api.infill import SINGLE_LINE_TOKENS, InfillRequest
 from mercury_lsp.engine_client import EngineClient, EngineError, InfillResult
 from mercury_lsp.extra_context import ExtraContextRing
@@ -86,6 +88,7 @@ class Completer:
         self.cache = CompletionCache()
         self.latest = LatestOnly()
         self.ring = ExtraContextRing()
+        self.history = EditHistories()
         self.debounce = AdaptiveDebounce(self.settings.debounce_ms, self.settings.debounce_max_ms)
         self._prefetches: dict[str, Prefetch] = {}
         self._on_result = on_result
@@ -117,17 +120,34 @@ class Completer:
             return
         self._cancel_prefetch(uri)
         accepted_at = self._accepted_suggestion(document, edits)
+        now = time.monotonic()
         for text, start, end in edits:
-            document.apply_change(text, start, end, self.encoding)
+            self._apply_and_record(document, text, start, end, now)
         self.debounce.keystroke(uri, time.monotonic())
         if self.settings.extra_context_tokens and edits and edits[-1][1] is not None:
             self.ring.remember(document, edits[-1][1][0], self._relative_path(document))
         if accepted_at is not None:
             self._start_prefetch(document, accepted_at)
 
+    def _apply_and_record(self, document: Document, text: str, start: tuple | None, end: tuple | None,
+                          now: float) -> None:
+        """Apply one change and keep the lines it replaced, for the next-edit history."""
+        if start is None or end is None:
+            before = split_lines(document.text)
+            document.apply_change(text, start, end, self.encoding)
+            self.history.record(document.uri, 0, before, split_lines(document.text), now)
+            return
+        first = min(max(start[0], 0), document.line_count - 1)
+        last = min(max(end[0], first), document.line_count - 1)
+        removed = [document.line(n) for n in range(first, last + 1)]
+        document.apply_change(text, start, end, self.encoding)
+        added = [document.line(n) for n in range(first, first + len(split_lines(text)))]
+        self.history.record(document.uri, first, removed, added, now)
+
     def close(self, uri: str) -> None:
         self._cancel_prefetch(uri)
         self.documents.pop(uri, None)
+        self.history.forget(uri)
         self.cache.forget(uri)
         self.ring.forget(uri)
         self.debounce.forget(uri)
@@ -290,6 +310,69 @@ class Completer:
         text = normalize_indentation(clean_text(result.texts[0] if result.texts else "", view), view)
         self._on_result(Suggestions((text,), "engine", result, result.round_trip_ms))
         return text, document.position_at(first, self.encoding), document.position_at(last, self.encoding)
+
+
+@dataclass(frozen=True)
+class NextEdit:
+    """Replace the text between two positions of a document version by `text`."""
+
+    start: tuple[int, int]
+    end: tuple[int, int]
+    text: str
+
+
+def region_lines(document: Document, line: int, window: int) -> tuple[int, int]:
+    """Character range of whole lines `window` above and below `line`."""
+    first = max(0, line - window)
+    start = document.offset_at(first, 0, "utf-16")
+    excerpt = document.excerpt(first, 2 * window + 1)
+    return start, start + len(excerpt)
+
+
+def changed_span(old: str, new: str) -> tuple[int, int, str] | None:
+    """The one replacement that turns `old` into `new`: [start, end) of `old` and the new text; None if equal."""
+    if old == new:
+        return None
+    head = 0
+    while head < min(len(old), len(new)) and old[head] == new[head]:
+        head += 1
+    tail = 0
+    while tail < min(len(old), len(new)) - head and old[-1 - tail] == new[-1 - tail]:
+        tail += 1
+    return head, len(old) - tail, new[head : len(new) - tail]
+
+
+async def next_edit(completer: Completer, uri: str, line: int, character: int) -> NextEdit | None:
+    """The edit the engine proposes next, near the cursor and after the document's recent edits; None when
+    next edits are off, nothing was edited yet, or the engine proposes nothing."""
+    settings = completer.settings
+    document = completer.documents.get(uri)
+    if not settings.next_edit or document is None or not settings.language_enabled(document.language_id):
+        return None
+    history = completer.history.unified(uri, completer._relative_path(document), time.monotonic())
+    client = completer.engine.ready_client()
+    if not history or client is None:
+        return None
+    cursor = document.offset_at(line, character, completer.encoding)
+    start, end = region_lines(document, line, settings.next_edit_window_lines)
+    text = document.text
+    prompt = EditPrompt(completer._relative_path(document), text, (start, end), cursor, history)
+    sent = text[start:end] if text[start:end].endswith("\n") or end == start else text[start:end] + "\n"
+    try:
+        rewritten = await client.next_edit(build_edit_prompt(prompt), settings.next_edit_min_confidence)
+    except EngineError as error:
+        completer.engine.engine_failed(error)
+        log.warning("%s", error)
+        return None
+    if document.text is not text:  # typed on meanwhile: the answer is about text that is gone
+        return None
+    change = changed_span(sent, rewritten)
+    if change is None or change[0] > end - start:
+        return None
+    first, last, new = change
+    last = min(last, end - start)
+    return NextEdit(document.position_at(start + first, completer.encoding),
+                    document.position_at(start + last, completer.encoding), new)
 
 
 def _ms_since(started: float) -> float:

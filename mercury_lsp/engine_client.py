@@ -24,6 +24,7 @@ from mercury_lsp.engine.api.completions import (
     completion_body,
     parse_completion_answer,
 )
+from mercury_lsp.engine.api.edit_completions import parse_edit_answer
 from mercury_lsp.engine.api.infill import (
     Completion,
     InfillAnswer,
@@ -188,6 +189,23 @@ class EngineClient:
             return foreign_fim.prompt_body(request, self.fim_template, self.remote_model)
         except ValueError as error:  # the code holds one of the family's markers: nothing to send as FIM
             raise EngineError(f"No {self.fim_template} FIM prompt can be written here: {error}") from None
+
+    async def next_edit(self, prompt: str, min_confidence: float, timeout: float = 30.0) -> str:
+        """Ask `POST /v1/edit/completions` (ours, or Inception's Mercury Edit) for the code to edit in `prompt`
+        rewritten with the next edit; the answer is the region, changed or not."""
+        if self.backend not in ("mercury", "inception"):
+            raise EngineError(f"The {self.backend} backend has no next-edit route; use the mercury or inception backend.")
+        if self.identity_key is not None:
+            await self._health(min(timeout, 2.0))
+        body: dict[str, Any] = {"model": self.remote_model or "mercury",
+                                "messages": [{"role": "user", "content": prompt}]}
+        if self.backend == "mercury":
+            body["min_confidence"] = min_confidence  # our extension; Inception's route takes the documented fields
+        answer = await self._call("POST", "/v1/edit/completions", body, timeout)
+        try:
+            return parse_edit_answer(answer)
+        except ValueError as error:
+            raise EngineError(f"The engine at {self.shown_url} answered in an unknown shape ({error}).") from None
 
     def _read(self, parse: Any, body: dict[str, Any]) -> InfillAnswer:
         try:

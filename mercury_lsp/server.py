@@ -13,7 +13,7 @@ from pygls.lsp.server import LanguageServer
 from pygls.protocol import default_converter
 
 from mercury_lsp import __version__
-from mercury_lsp.completer import Completer, Suggestions
+from mercury_lsp.completer import Completer, Suggestions, next_edit
 from mercury_lsp.engine_client import EngineError
 from mercury_lsp.lifecycle import EngineLink, State
 from mercury_lsp.protocol import MercuryProtocol
@@ -22,6 +22,7 @@ from mercury_lsp.settings import Settings, TriggerKind, mercury_section, parse_s
 log = logging.getLogger(__name__)
 
 STATUS = "mercury/status"
+COPILOT_INLINE_EDIT = "textDocument/copilotInlineEdit"  # Copilot's next-edit request (sidekick.nvim, copilot-lsp)
 FILL_COMMAND = "mercury.fill"
 FILL_TITLE = "Regenerate selection"
 REQUEST_FAILED = -32803  # LSP: a well-formed request that could not be served
@@ -230,6 +231,26 @@ def _completion_trigger(context: types.CompletionContext | None) -> TriggerKind:
     """Typing re-asks for completion items (a trigger character, an incomplete list); the rest is asked for."""
     kind = context.trigger_kind if context else types.CompletionTriggerKind.Invoked
     return "invoked" if kind == types.CompletionTriggerKind.Invoked else "automatic"
+
+
+# Next edit ---------------------------------------------------------------------------------
+
+@server.feature(COPILOT_INLINE_EDIT)
+async def copilot_inline_edit(ls: MercuryLanguageServer, params: Any) -> dict[str, Any]:
+    """Copilot's next-edit request: params like inlineCompletion's, the answer `{edits: [{range, text,
+    textDocument}]}` (several edits would be alternatives; the engine proposes one)."""
+    try:
+        document = params.textDocument
+        uri, version = document.uri, getattr(document, "version", None)
+        line, character = params.position.line, params.position.character
+    except AttributeError as error:
+        raise JsonRpcInvalidParams("copilotInlineEdit needs textDocument.uri and position.") from error
+    found = await next_edit(ls.completer, uri, line, character)
+    if found is None:
+        return {"edits": []}
+    span = {"start": {"line": found.start[0], "character": found.start[1]},
+            "end": {"line": found.end[0], "character": found.end[1]}}
+    return {"edits": [{"range": span, "text": found.text, "textDocument": {"uri": uri, "version": version}}]}
 
 
 # Fill the selection --------------------------------------------------------------------------

@@ -111,6 +111,13 @@ class Settings:
         75, "Wait after a keystroke before asking (grows with fast typing, up to `#mercury.debounceMaxMs#`).",
         minimum=0)
     debounce_max_ms: int = setting(400, "Longest wait after a keystroke.", minimum=0)
+    next_edit: bool = setting(
+        False, "Answer `textDocument/copilotInlineEdit`: after an edit, propose the matching edit nearby (a "
+               "rename's other occurrences). Off by default: the bundled model is rarely right (bench/RESULTS.md).")
+    next_edit_window_lines: int = setting(
+        8, "Lines above and below the cursor a next edit may touch.", minimum=1, maximum=200)
+    next_edit_min_confidence: float = setting(
+        0.5, "Least confident token a proposed next edit may have (0 to 1).", minimum=0, maximum=1)
 
     def language_enabled(self, language_id: str) -> bool:
         """Whether completions are wanted for documents of this languageId."""

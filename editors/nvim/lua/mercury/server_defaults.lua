@@ -25,4 +25,7 @@ return {
   triggerKinds = { "automatic", "invoked" },
   debounceMs = 75,
   debounceMaxMs = 400,
+  nextEdit = false,
+  nextEditWindowLines = 8,
+  nextEditMinConfidence = 0.5,
 }

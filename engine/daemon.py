@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mercury_lsp import engine_identity
-from mercury_lsp.models import resolve_model_path
+from mercury_lsp.engine.model_source import parse_model
 
 PORT_FILE = "engine.json"
 LOCK_FILE = "engine.lock"
@@ -304,9 +304,10 @@ def _last_log_line() -> str:
     return lines[-1] if lines else ""
 
 
-def _model_folder(model: str | None) -> str:
-    """The folder an engine started for `model` serves, as its port file names it."""
-    return str(resolve_model_path(str(Path(model).expanduser().resolve()) if model else None))
+def _model_spec(model: str | None) -> str:
+    """What an engine started for `model` serves, as its port file names it (a folder's absolute path, or a hub
+    id)."""
+    return parse_model(model).spec
 
 
 def _spawn(model: str | None, device: str, idle_exit_minutes: float) -> tuple[subprocess.Popen, str]:
@@ -320,7 +321,7 @@ def _spawn(model: str | None, device: str, idle_exit_minutes: float) -> tuple[su
         "--device", device, "--idle-exit", str(idle_exit_minutes),
     ]
     if model:
-        command += ["--model", _model_folder(model)]
+        command += ["--model", _model_spec(model)]
     log_fd = _open_log()
     try:
         process = subprocess.Popen(
@@ -387,7 +388,7 @@ def ensure_engine(model: str | None = None, device: str = "auto", timeout: float
         found = _answering_engine()
         if found is not None and found[1].get("status") == "error":
             _, _, info = found
-            if (info.get("model"), info.get("device")) != (_model_folder(model), device):
+            if (info.get("model"), info.get("device")) != (_model_spec(model), device):
                 stop_engine()
                 found = None
         endpoint = found[0] if found else _wait_for_port(*_spawn(model, device, idle_exit_minutes))

@@ -64,7 +64,7 @@ CLIENT_GONE = "mercury.client_gone"  # request key: a stream's client left, thou
 class ServeConfig:
     """Everything `mercury-engine serve` was told."""
 
-    model_path: Path
+    model: str  # a folder, a catalogue short name or a hub id `org/name[@revision]`
     host: str = "127.0.0.1"
     port: int = 8765
     device: str = "auto"
@@ -354,6 +354,10 @@ async def handle_health(request: web.Request) -> web.Response:
         payload |= {"dtype": batcher.dtype_name, "context_tokens": batcher.context_tokens}
     if batcher.message:
         payload["message"] = batcher.message
+    if batcher.progress is not None:
+        payload["progress"] = round(batcher.progress, 4)
+    if batcher.commit is not None:
+        payload["revision"] = batcher.commit
     headers: dict[str, str] = {}
     challenge = request.headers.get(engine_identity.CHALLENGE_HEADER)
     if challenge is not None:
@@ -367,8 +371,11 @@ async def handle_health(request: web.Request) -> web.Response:
 
 
 async def handle_models(request: web.Request) -> web.Response:
-    name = request.app[BATCHER_KEY].model_name
-    return web.json_response({"object": "list", "data": [{"id": name, "object": "model", "owned_by": "mercury"}]})
+    batcher = request.app[BATCHER_KEY]
+    model: dict[str, Any] = {"id": batcher.model_name, "object": "model", "owned_by": "mercury"}
+    if batcher.commit is not None:
+        model["revision"] = batcher.commit
+    return web.json_response({"object": "list", "data": [model]})
 
 
 async def handle_metrics(request: web.Request) -> web.Response:
@@ -522,7 +529,7 @@ async def _exit_when_idle(batcher: Batcher, activity: Activity, minutes: float, 
 async def serve(config: ServeConfig) -> None:
     """Bind first, then load the model in the background, then serve until SIGTERM/SIGINT or idle exit."""
     metrics = EngineMetrics()
-    batcher = Batcher(config.model_path, config.device, metrics, config.max_batch, config.max_queue,
+    batcher = Batcher(config.model, config.device, metrics, config.max_batch, config.max_queue,
                       config.threads, config.engine_options)
     app = build_app(config, batcher, metrics)
     runner = EngineRunner(app, handler_cancellation=True, access_log_class=AccessLogger, access_log=access_log)
@@ -537,7 +544,7 @@ async def serve(config: ServeConfig) -> None:
     url = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
     if config.port_file is not None:
         try:
-            daemon.write_port_file(config.port_file, url, str(config.model_path), config.device)
+            daemon.write_port_file(config.port_file, url, config.model, config.device)
         except (OSError, daemon.DaemonError) as error:
             await runner.cleanup()
             detail = error.strerror if isinstance(error, OSError) else str(error)

@@ -143,6 +143,7 @@ def _progress_class(listener: ProgressListener) -> type:
 
     class Reported(hub_tqdm):
         def __init__(self, *args, name: str | None = None, **kwargs) -> None:
+            kwargs.setdefault("disable", None)  # drawn on a terminal, not into a log file
             super().__init__(*args, name=name, **kwargs)
             self._reports = name == "huggingface_hub.snapshot_download"  # the bytes written, summed over files
             self._written = kwargs.get("initial", 0)

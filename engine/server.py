@@ -526,6 +526,19 @@ async def _exit_when_idle(batcher: Batcher, activity: Activity, minutes: float, 
             stop.set()
 
 
+REPLACED_CHECK_S = 2.0
+
+
+async def _exit_when_replaced(port_file: Path, stop: asyncio.Event) -> None:
+    """An engine whose port file names another engine exits: clients found the newer one (this one may have been
+    frozen while they gave up on it), and one machine must not hold two models."""
+    while not stop.is_set():
+        await asyncio.sleep(REPLACED_CHECK_S)
+        if daemon.port_file_names_another(port_file):
+            log.warning("the port file %s now names another engine: exiting", port_file)
+            stop.set()
+
+
 async def serve(config: ServeConfig) -> None:
     """Bind first, then load the model in the background, then serve until SIGTERM/SIGINT or idle exit."""
     metrics = EngineMetrics()
@@ -555,14 +568,17 @@ async def serve(config: ServeConfig) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    idle_task = None
+    watchers = []
     if config.idle_exit_minutes > 0:
-        idle_task = asyncio.create_task(_exit_when_idle(batcher, app[ACTIVITY_KEY], config.idle_exit_minutes, stop))
+        watchers.append(asyncio.create_task(_exit_when_idle(batcher, app[ACTIVITY_KEY], config.idle_exit_minutes,
+                                                            stop)))
+    if config.port_file is not None:
+        watchers.append(asyncio.create_task(_exit_when_replaced(config.port_file, stop)))
     try:
         await stop.wait()
     finally:
-        if idle_task is not None:
-            idle_task.cancel()
+        for task in watchers:
+            task.cancel()
         if config.port_file is not None:
             daemon.remove_port_file(config.port_file)
         batcher.stop()

@@ -51,7 +51,7 @@ CATALOGUE: tuple[CatalogueEntry, ...] = (
     CatalogueEntry("diffucoder-7b", "apple/DiffuCoder-7B-Base", "qwen2 (Dream)", "shifted", "fixed", 7.6,
                    "apple-amlr", 0.9, "8 / 32", "GPU with >= 24 GB", False),
     CatalogueEntry("llada-8b", "GSAI-ML/LLaDA-8B-Base", "llada", "in place", "fixed", 8.0, "mit", 0.9,
-                   "8 / 32", "GPU with >= 24 GB", False),
+                   "8 / 32", "GPU with >= 48 GB (no GQA: large caches)", False),
 )
 
 BY_SHORT_NAME = {entry.short_name: entry for entry in CATALOGUE}

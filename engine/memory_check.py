@@ -2,9 +2,10 @@
 memory or available RAM, checked before a byte is loaded: a refusal in one line instead of an out-of-memory crash
 halfway through a load.
 
-The cache figures mirror what `InfillEngine.__init__` allocates (`ContextSlots`, `CanvasSlots`, the prefix and
-suffix caches at their bounds) and the largest step's logits; attention workspaces and the allocator's slack are
-not counted, so the figure is a floor, not a promise.
+The figures mirror what `InfillEngine.__init__` allocates (`ContextSlots`, `CanvasSlots`) and the widest step's
+logits and activations. The prefix and suffix caches fill with use, up to `MemoryNeed.growth`; they are not
+counted against free memory (the language server's default 1,024-token prefix keeps them far below the bound), and
+attention workspaces and the allocator's slack are not counted either: the figure is a floor, not a promise.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ _UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
 @dataclass(frozen=True)
 class MemoryNeed:
     weights: int
-    caches: int
+    caches: int  # allocated at start-up, and the widest step's workspace
+    growth: int = 0  # what the prefix and suffix caches may add as they fill, at their bounds
 
     @property
     def total(self) -> int:
@@ -43,7 +45,7 @@ def dtype_bytes(dtype: torch.dtype) -> int:
 
 def memory_need(config: ModelConfig, dtype: torch.dtype, max_batch: int, context_tokens: int,
                 prefix_tokens: int, suffix_tokens: int, cache_entries: int) -> MemoryNeed:
-    """Bytes for the weights and for what the engine preallocates or may hold at its bounds."""
+    """Bytes for the weights, for what the engine preallocates, and for what its caches may add with use."""
     size = dtype_bytes(dtype)
     capacity = min(config.max_position_embeddings, context_tokens)
     kv_per_token = 2 * config.num_layers * config.num_kv_heads * config.head_dim * size  # keys and values
@@ -55,7 +57,7 @@ def memory_need(config: ModelConfig, dtype: torch.dtype, max_batch: int, context
     logits = max_batch * width * config.vocab_size * 4  # the widest step's float32 logits
     activations = max_batch * (width + 1) * (2 * config.intermediate_size + 4 * config.hidden_size) * size
     weights = config.num_parameters() * size
-    return MemoryNeed(weights, context + remembered + canvases + logits + activations)
+    return MemoryNeed(weights, context + canvases + logits + activations, remembered)
 
 
 def parse_size(text: str) -> int:

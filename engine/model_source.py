@@ -114,26 +114,31 @@ def fetch(source: ModelSource, progress: ProgressListener | None = None) -> Reso
         raise CheckpointError(f"downloading {repo} failed ({error.strerror or error}); nothing half-written is "
                               "kept, so running the same command again resumes cleanly.") from None
     commit = folder.name
-    _check_weights(folder, repo, commit)
+    _check_files(folder, repo, commit)
     return ResolvedModel(folder, source, commit)
 
 
-def _check_weights(folder: Path, repo: str, commit: str) -> None:
-    """A repository without safetensors weights gets one sentence naming what it has instead."""
-    if any(folder.glob("*.safetensors")):
-        return
+def _check_files(folder: Path, repo: str, commit: str) -> None:
+    """A repository without safetensors weights or without tokenizer.json gets one sentence naming what it has
+    instead (the hub's file list is cached beside the snapshot)."""
     from huggingface_hub import errors, get_cached_repo_tree
 
     try:
         files = [f.path for f in get_cached_repo_tree(repo, revision=commit)]
     except errors.CachedRepoTreeNotFoundError:
         files = []
-    pickles = [name for name in files if name.endswith(PICKLE_SUFFIXES)]
-    if pickles:
+    if not any(folder.glob("*.safetensors")):
+        pickles = [name for name in files if name.endswith(PICKLE_SUFFIXES)]
+        if pickles:
+            raise CheckpointError(
+                f"{repo} has no safetensors weights, only pickle files ({', '.join(sorted(pickles)[:3])}), which "
+                "the engine does not load (unpickling runs code); use a safetensors copy of the model.")
+        raise CheckpointError(f"{repo} has no safetensors weights (model.safetensors or shards) for the engine.")
+    if not (folder / "tokenizer.json").exists() and "vocab.json" in files:
         raise CheckpointError(
-            f"{repo} has no safetensors weights, only pickle files ({', '.join(sorted(pickles)[:3])}), which the "
-            "engine does not load (unpickling runs code); use a safetensors copy of the model.")
-    raise CheckpointError(f"{repo} has no safetensors weights (model.safetensors or shards) for the engine to load.")
+            f"{repo} ships its tokenizer as vocab.json + merges.txt, not the tokenizer.json the engine reads; save "
+            f"one into a folder with transformers (AutoTokenizer.from_pretrained('{repo}').save_pretrained(DIR), "
+            "then copy the snapshot's other files there) and pass --model DIR.")
 
 
 def _progress_class(listener: ProgressListener) -> type:

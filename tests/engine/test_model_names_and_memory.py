@@ -68,7 +68,7 @@ def test_a_7b_estimate_matches_its_published_size() -> None:
                          num_kv_heads=4, head_dim=128, max_position_embeddings=131072)
     need = memory_need(config, torch.bfloat16, 16, 4096, 3072, 1024, 8)
     assert 15.0e9 < need.weights < 15.4e9
-    assert 4e9 < need.caches < 12e9
+    assert 4e9 < need.caches < 8e9 and 1e9 < need.growth < 3e9
 
 
 def test_the_check_refuses_with_both_numbers_and_the_ways_out(monkeypatch: pytest.MonkeyPatch) -> None:

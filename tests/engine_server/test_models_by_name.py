@@ -156,7 +156,7 @@ def test_a_gated_repo_without_a_token_is_one_line_naming_hf_token(tmp_path: Path
     assert done.returncode == 0, done.stderr
 
 
-@pytest.mark.parametrize("case", ["unknown", "revision", "pickle", "architecture", "offline"])
+@pytest.mark.parametrize("case", ["unknown", "revision", "pickle", "architecture", "offline", "tokenizer"])
 def test_each_problem_is_one_line(case: str, tmp_path: Path, hub: HubStandin, tiny_checkpoint: Path) -> None:
     config = json.loads((tiny_checkpoint / "config.json").read_text())
     hub.add_repo("org/pickled", files={"config.json": json.dumps(config).encode(),
@@ -164,12 +164,16 @@ def test_each_problem_is_one_line(case: str, tmp_path: Path, hub: HubStandin, ti
                                        "pytorch_model.bin": b"pickle " * 100})
     hub.add_repo("org/neox", tiny_checkpoint, files={
         "config.json": json.dumps(config | {"model_type": "gpt_neox", "architectures": ["GPTNeoXForCausalLM"]}).encode()})
+    hub.add_repo("org/slow-tokenizer", files={
+        "config.json": json.dumps(config).encode(), "vocab.json": b"{}", "merges.txt": b"#version: 0.2\n",
+        "model.safetensors": (tiny_checkpoint / "model.safetensors").read_bytes()})
     spec, expected = {
         "unknown": ("org/missing", "there is no model org/missing on the hub"),
         "revision": ("org/tiny@v9", "org/tiny has no revision 'v9'"),
         "pickle": ("org/pickled", "only pickle files (pytorch_model.bin)"),
         "architecture": ("org/neox", "unknown architecture (model_type 'gpt_neox'"),
         "offline": ("org/tiny", "org/tiny is not in the cache"),
+        "tokenizer": ("org/slow-tokenizer", "ships its tokenizer as vocab.json + merges.txt"),
     }[case]
     env = hub_env(tmp_path, hub, **({"HF_HUB_OFFLINE": "1"} if case == "offline" else {}))
     error = one_line_error(run_cli("pull", spec, env=env))

@@ -348,9 +348,11 @@ def read_layout(path: str | Path) -> CheckpointLayout:
     return CheckpointLayout(folder, raw, family, parse_config(raw, family, has_bias), files)
 
 
-def load_checkpoint(path: str | Path, device: str = "auto", dtype: torch.dtype | None = None) -> LoadedModel:
-    """Load a model folder; weights are memory-mapped, in `dtype` or else as `pick_dtype` decides."""
-    layout = read_layout(path)
+def load_checkpoint(path: str | Path, device: str = "auto", dtype: torch.dtype | None = None,
+                    layout: CheckpointLayout | None = None) -> LoadedModel:
+    """Load a model folder (its `layout` when already read); weights are memory-mapped, in `dtype` or else as
+    `pick_dtype` decides."""
+    layout = layout or read_layout(path)
     folder, raw, family, config = layout.folder, layout.raw, layout.family, layout.config
     vocab = load_vocabulary(folder, raw, config.vocab_size)
     if vocab.size > config.vocab_size:

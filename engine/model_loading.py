@@ -24,7 +24,7 @@ def load_model(spec: str | None, device: str, settings: EngineSettings,
     need = memory_need(layout.config, dtype, settings.max_batch, settings.max_context_tokens,
                        settings.max_prefix_tokens, settings.max_suffix_tokens, settings.prefix_cache_entries)
     check_memory(need, target, dtype, settings.max_batch)
-    loaded = load_checkpoint(resolved.folder, device=str(target), dtype=dtype)
+    loaded = load_checkpoint(resolved.folder, device=str(target), dtype=dtype, layout=layout)
     if resolved.source.repo_id is not None:
         loaded.name = resolved.source.repo_id  # a snapshot folder is named after its commit
     return loaded, resolved

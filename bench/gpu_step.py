@@ -327,7 +327,7 @@ def measure_http(loaded: LoadedModel, figures: Figures, requests_per_client: int
 
     async def run() -> None:
         metrics = EngineMetrics()
-        config = ServeConfig(model_path=BUNDLED_MODEL, host="127.0.0.1", port=0, max_batch=16, max_queue=256)
+        config = ServeConfig(model=str(BUNDLED_MODEL), host="127.0.0.1", port=0, max_batch=16, max_queue=256)
         batcher = Batcher(BUNDLED_MODEL, str(loaded.device), metrics, 16, 256, loaded=loaded)
         runner = web.AppRunner(build_app(config, batcher, metrics))
         await runner.setup()

@@ -72,20 +72,23 @@ def _settle(future: asyncio.Future, value: Any, error: BaseException | None) -> 
 class Batcher:
     """Owns the model and the only thread that touches it."""
 
-    def __init__(self, model_path: Path, device: str, metrics: EngineMetrics, max_batch: int = 16,
+    def __init__(self, model: str | Path, device: str, metrics: EngineMetrics, max_batch: int = 16,
                  max_queue: int = 64, threads: int = 0, engine_options: dict[str, Any] | None = None,
                  loaded: Any = None) -> None:
-        self.model_path = model_path
+        self.model = str(model)  # a folder, a catalogue short name or a hub id (engine/model_source.py)
         self.device = device
         self.metrics = metrics
         self.max_batch = max_batch
         self.max_queue = max_queue
         self.threads = threads
         self.engine_options = engine_options or {}  # EngineSettings fields (cuda_graphs, confidence, ...)
-        self._loaded = loaded  # a LoadedModel built in memory (benchmarks), instead of reading model_path
+        self._loaded = loaded  # a LoadedModel built in memory (benchmarks), instead of reading `model`
         self.state = "loading"  # then "warming" (CUDA graph capture), "ok", or "error"
         self.message: str | None = None
-        self.model_name = model_path.name
+        self.model_name = Path(self.model).name if Path(self.model).is_absolute() else self.model
+        self.commit: str | None = None  # the hub commit the model came from
+        self.folder: Path | None = None  # the model's folder on disk, once resolved (a hub id's snapshot)
+        self.progress: float | None = None  # fraction of a download done
         self.device_name = device
         self.dtype_name: str | None = None  # known once the model has loaded
         self.context_tokens: int | None = None
@@ -185,14 +188,21 @@ class Batcher:
         try:
             import torch
 
-            from mercury_lsp.engine.checkpoint import CheckpointError, load_checkpoint
+            from mercury_lsp.engine.checkpoint import CheckpointError
             from mercury_lsp.engine.infill import EngineSettings, InfillEngine
+            from mercury_lsp.engine.model_loading import load_model
 
             if self.threads:
                 torch.set_num_threads(self.threads)
             started = time.perf_counter()
-            loaded = self._loaded or load_checkpoint(self.model_path, device=self.device)
-            self._engine = InfillEngine(loaded, EngineSettings(max_batch=self.max_batch, **self.engine_options))
+            settings = EngineSettings(max_batch=self.max_batch, **self.engine_options)
+            if self._loaded is not None:
+                loaded = self._loaded
+            else:
+                loaded, resolved = load_model(self.model, self.device, settings, self._downloading)
+                self.commit, self.message, self.progress = resolved.commit, None, None
+                self.folder = resolved.folder
+            self._engine = InfillEngine(loaded, settings)
             self.model_name, self.device_name = loaded.name, str(loaded.device)
             self.state = "warming"
             self.metrics.set_model("warming", self.model_name, self.device_name)
@@ -212,6 +222,10 @@ class Batcher:
         self.metrics.set_model("ok", self.model_name, self.device_name)
         log.info("model %s loaded on %s in %.1f s", loaded.name, loaded.device, time.perf_counter() - started)
         return True
+
+    def _downloading(self, text: str, fraction: float | None) -> None:
+        self.progress = fraction
+        self.message = f"Downloading {self.model_name}: {text}" + (f" ({fraction:.0%})." if fraction is not None else ".")
 
     def _warming(self, done: int, total: int) -> None:
         self.message = f"Capturing CUDA graphs of the denoising step ({done}/{total})."

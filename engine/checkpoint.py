@@ -316,8 +316,19 @@ def pick_dtype(target: torch.device) -> torch.dtype:
     return CPU_DTYPES[choice]
 
 
-def load_checkpoint(path: str | Path, device: str = "auto", dtype: torch.dtype | None = None) -> LoadedModel:
-    """Load a model folder; weights are memory-mapped, in `dtype` or else as `pick_dtype` decides."""
+@dataclass
+class CheckpointLayout:
+    """What a model folder holds, read from its config.json and weight headers without loading a weight."""
+
+    folder: Path
+    raw: dict
+    family: str
+    config: ModelConfig
+    files: dict[str, Path]
+
+
+def read_layout(path: str | Path) -> CheckpointLayout:
+    """The folder's family, model shape and weight files; CheckpointError when the engine cannot run it."""
     folder = Path(path).expanduser()
     if not folder.is_dir():
         raise CheckpointError(f"model folder {folder} does not exist.")
@@ -332,10 +343,17 @@ def load_checkpoint(path: str | Path, device: str = "auto", dtype: torch.dtype |
         raise CheckpointError(f"{config_path} does not hold a JSON object.")
     family = detect_family(raw)
     check_supported(raw, family)
-    names = NAME_MAPS[family]
     files = _weight_files(folder)
-    has_bias = names["layers.{i}.self_attn.q_proj.bias"].format(i=0) in files
-    config = parse_config(raw, family, has_bias)
+    has_bias = NAME_MAPS[family]["layers.{i}.self_attn.q_proj.bias"].format(i=0) in files
+    return CheckpointLayout(folder, raw, family, parse_config(raw, family, has_bias), files)
+
+
+def load_checkpoint(path: str | Path, device: str = "auto", dtype: torch.dtype | None = None,
+                    layout: CheckpointLayout | None = None) -> LoadedModel:
+    """Load a model folder (its `layout` when already read); weights are memory-mapped, in `dtype` or else as
+    `pick_dtype` decides."""
+    layout = layout or read_layout(path)
+    folder, raw, family, config = layout.folder, layout.raw, layout.family, layout.config
     vocab = load_vocabulary(folder, raw, config.vocab_size)
     if vocab.size > config.vocab_size:
         raise CheckpointError(
@@ -345,7 +363,7 @@ def load_checkpoint(path: str | Path, device: str = "auto", dtype: torch.dtype |
     dtype = dtype or pick_dtype(target)
     with torch.device("meta"):
         model = Transformer(config)
-    state = _read_weights(model, config, names, files, target, dtype)
+    state = _read_weights(model, config, NAME_MAPS[family], layout.files, target, dtype)
     model.load_state_dict(state, assign=True, strict=True)
     if config.tie_embeddings:
         model.lm_head.weight = model.embed_tokens.weight

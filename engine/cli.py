@@ -10,7 +10,6 @@ from pathlib import Path
 
 from mercury_lsp.engine.api.validation import RequestError
 from mercury_lsp.engine.errors import CheckpointError, UsageError
-from mercury_lsp.models import resolve_model_path
 
 
 def parse_location(spec: str) -> tuple[Path, int, int]:
@@ -67,7 +66,8 @@ def filler_threshold(text: str) -> float | None:
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", help="model folder (default: the bundled model)")
+    parser.add_argument("--model", help="a model folder, a short name from `mercury-engine models`, or a hub id "
+                                        "org/name[@revision] (default: the bundled model)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
 
 
@@ -75,8 +75,8 @@ def cmd_infill(args: argparse.Namespace) -> int:
     import torch
 
     from mercury_lsp.engine.api.infill import InfillRequest
-    from mercury_lsp.engine.checkpoint import load_checkpoint
     from mercury_lsp.engine.infill import EngineSettings, InfillEngine
+    from mercury_lsp.engine.model_loading import load_model
 
     if args.threads < 0:
         raise UsageError(f"--threads must be 0 (torch's default) or more (got {args.threads}).")
@@ -97,11 +97,11 @@ def cmd_infill(args: argparse.Namespace) -> int:
         length_mode=args.length_mode,
         refine=args.refine,
     )
-    model_path = resolve_model_path(args.model)
-    loaded = load_checkpoint(model_path, device=args.device)
     # One request: capturing the step graphs would cost more than it saves.
-    engine = InfillEngine(loaded, EngineSettings(max_batch=max(args.n, 1), confidence=args.confidence,
-                                                 filler_threshold=args.filler_threshold, cuda_graphs=False))
+    settings = EngineSettings(max_batch=max(args.n, 1), confidence=args.confidence,
+                              filler_threshold=args.filler_threshold, cuda_graphs=False)
+    loaded, _ = load_model(args.model, args.device, settings)
+    engine = InfillEngine(loaded, settings)
     result = engine.infill(request)
     if args.json:
         out = {
@@ -117,6 +117,29 @@ def cmd_infill(args: argparse.Namespace) -> int:
         print(json.dumps(out, ensure_ascii=False))
     else:
         sys.stdout.write(result.text + ("\n" if not result.text.endswith("\n") else ""))
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from mercury_lsp.engine.catalogue import render_table
+
+    print(render_table())
+    print("\nAny name works as --model; so does any hub id org/name[@revision] or folder whose layout the engine "
+          "supports.\n'run here': answered completions in this project; 'layout only': weights of the same shapes "
+          "match the authors' code, the real checkpoint was not run here.")
+    return 0
+
+
+def cmd_pull(args: argparse.Namespace) -> int:
+    from mercury_lsp.engine.checkpoint import read_layout
+    from mercury_lsp.engine.model_source import fetch, parse_model
+
+    source = parse_model(args.model)
+    if source.repo_id is None:
+        raise UsageError(f"{args.model} is a folder on this machine, not a model on the hub.")
+    resolved = fetch(source)
+    read_layout(resolved.folder)  # the layout must be one the engine runs
+    print(f"{source.repo_id} at commit {resolved.commit} is in {resolved.folder}")
     return 0
 
 
@@ -139,6 +162,11 @@ def build_parser() -> argparse.ArgumentParser:
     infill.add_argument("--threads", type=int, default=0, help="CPU threads for torch (default: torch's choice)")
     infill.add_argument("--json", action="store_true")
     infill.set_defaults(func=cmd_infill)
+    models = sub.add_parser("models", help="list the checkpoints we know by name, what they cost and suit")
+    models.set_defaults(func=cmd_models)
+    pull = sub.add_parser("pull", help="download a model from the hub ahead of time (into $HF_HOME)")
+    pull.add_argument("model", help="a short name from `mercury-engine models` or a hub id org/name[@revision]")
+    pull.set_defaults(func=cmd_pull)
     for register in _subcommand_modules():
         register(sub)
     return parser

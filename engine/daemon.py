@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mercury_lsp.engine.api import identity as engine_identity
-from mercury_lsp.models import resolve_model_path
+from mercury_lsp.engine.model_source import parse_model
 
 PORT_FILE = "engine.json"
 LOCK_FILE = "engine.lock"
@@ -40,6 +40,8 @@ SECRET_FILE = "engine.secret"
 LOG_ROTATE_BYTES = 5 * 1024 * 1024
 PORT_FILE_BYTES = 64 * 1024  # a port file is a few hundred bytes; anything larger is not one
 START_TIMEOUT_S = 60.0  # interpreter start and imports up to the bound port, on a busy machine
+HUNG_PROBE_S = 5.0  # a second, longer look before an engine that did not answer is called hung
+HUNG_STOP_S = 3.0  # how long a hung engine gets to exit on TERM before KILL
 DEFAULT_IDLE_EXIT_MINUTES = 60.0
 _SECRET = re.compile(r"[0-9a-f]{64}")
 
@@ -279,6 +281,32 @@ def _answering_engine() -> tuple[EngineEndpoint, dict, dict] | None:
     return EngineEndpoint(info["url"], info["pid"], key), health, info
 
 
+def _answering_or_stop_hung() -> tuple[EngineEndpoint, dict, dict] | None:
+    """The answering engine, as `_answering_engine`; an engine of ours that is alive but silent (frozen, hung)
+    is stopped instead, so that the one about to start is the machine's only one: a second 7B model does not
+    fit beside the first."""
+    found = _answering_engine()
+    if found is not None:
+        return found
+    path = port_file_path()
+    info, key = read_port_file(path), read_secret(path.parent)
+    if info is None or key is None or not _is_engine(info["pid"]):
+        return None
+    health = probe_health(info["url"], timeout=HUNG_PROBE_S, key=key)  # busy, not hung: it is kept
+    if health is not None:
+        return EngineEndpoint(info["url"], info["pid"], key), health, info
+    _terminate(info["pid"], HUNG_STOP_S)
+    if (read_port_file(path) or {}).get("pid") == info["pid"]:
+        path.unlink(missing_ok=True)
+    return None
+
+
+def port_file_names_another(path: Path) -> bool:
+    """Whether the port file now names another process: a newer engine replaced this one."""
+    info = read_port_file(path)
+    return info is not None and info["pid"] != os.getpid()
+
+
 def running_engine() -> EngineEndpoint | None:
     """The engine named by the port file, if it is alive and proves it is ours."""
     found = _answering_engine()
@@ -304,9 +332,10 @@ def _last_log_line() -> str:
     return lines[-1] if lines else ""
 
 
-def _model_folder(model: str | None) -> str:
-    """The folder an engine started for `model` serves, as its port file names it."""
-    return str(resolve_model_path(str(Path(model).expanduser().resolve()) if model else None))
+def _model_spec(model: str | None) -> str:
+    """What an engine started for `model` serves, as its port file names it (a folder's absolute path, or a hub
+    id)."""
+    return parse_model(model).spec
 
 
 def _spawn(model: str | None, device: str, idle_exit_minutes: float) -> tuple[subprocess.Popen, str]:
@@ -320,7 +349,7 @@ def _spawn(model: str | None, device: str, idle_exit_minutes: float) -> tuple[su
         "--device", device, "--idle-exit", str(idle_exit_minutes),
     ]
     if model:
-        command += ["--model", _model_folder(model)]
+        command += ["--model", _model_spec(model)]
     log_fd = _open_log()
     try:
         process = subprocess.Popen(
@@ -384,10 +413,10 @@ def ensure_engine(model: str | None = None, device: str = "auto", timeout: float
     device (a fixed setting); asked again for the same, it stays to report its error.
     """
     with _locked():
-        found = _answering_engine()
+        found = _answering_or_stop_hung()
         if found is not None and found[1].get("status") == "error":
             _, _, info = found
-            if (info.get("model"), info.get("device")) != (_model_folder(model), device):
+            if (info.get("model"), info.get("device")) != (_model_spec(model), device):
                 stop_engine()
                 found = None
         endpoint = found[0] if found else _wait_for_port(*_spawn(model, device, idle_exit_minutes))
@@ -403,13 +432,24 @@ def stop_engine(timeout: float = 10.0) -> EngineEndpoint | None:
     if info is None or not _is_engine(info["pid"]):
         path.unlink(missing_ok=True)
         return None
-    pid = info["pid"]
-    os.kill(pid, signal.SIGTERM)
+    _terminate(info["pid"], timeout)
+    path.unlink(missing_ok=True)
+    return EngineEndpoint(info["url"], info["pid"])
+
+
+def _terminate(pid: int, timeout: float) -> None:
+    """TERM (and CONT, so a stopped process can act on it), then KILL after `timeout`; returns once it is gone."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+        os.kill(pid, signal.SIGCONT)
+    except ProcessLookupError:
+        return
     deadline = time.monotonic() + timeout
     while _alive(pid):
         if time.monotonic() > deadline:
-            os.kill(pid, signal.SIGKILL)
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                return
             deadline = time.monotonic() + timeout
         time.sleep(0.05)
-    path.unlink(missing_ok=True)
-    return EngineEndpoint(info["url"], pid)

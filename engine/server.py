@@ -13,6 +13,7 @@ import logging
 import signal
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from aiohttp import HttpVersion11, web
@@ -179,10 +180,23 @@ async def _exit_when_idle(batcher: Batcher, activity: Activity, minutes: float, 
             stop.set()
 
 
+REPLACED_CHECK_S = 2.0
+
+
+async def _exit_when_replaced(port_file: Path, stop: asyncio.Event) -> None:
+    """An engine whose port file names another engine exits: clients found the newer one (this one may have been
+    frozen while they gave up on it), and one machine must not hold two models."""
+    while not stop.is_set():
+        await asyncio.sleep(REPLACED_CHECK_S)
+        if daemon.port_file_names_another(port_file):
+            log.warning("the port file %s now names another engine: exiting", port_file)
+            stop.set()
+
+
 async def serve(config: ServeConfig) -> None:
     """Bind first, then load the model in the background, then serve until SIGTERM/SIGINT or idle exit."""
     metrics = EngineMetrics()
-    batcher = Batcher(config.model_path, config.device, metrics, config.max_batch, config.max_queue,
+    batcher = Batcher(config.model, config.device, metrics, config.max_batch, config.max_queue,
                       config.threads, config.engine_options)
     app = build_app(config, batcher, metrics)
     runner = EngineRunner(app, handler_cancellation=True, access_log_class=AccessLogger, access_log=access_log)
@@ -197,7 +211,7 @@ async def serve(config: ServeConfig) -> None:
     url = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
     if config.port_file is not None:
         try:
-            daemon.write_port_file(config.port_file, url, str(config.model_path), config.device)
+            daemon.write_port_file(config.port_file, url, config.model, config.device)
         except (OSError, daemon.DaemonError) as error:
             await runner.cleanup()
             detail = error.strerror if isinstance(error, OSError) else str(error)
@@ -208,14 +222,17 @@ async def serve(config: ServeConfig) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    idle_task = None
+    watchers = []
     if config.idle_exit_minutes > 0:
-        idle_task = asyncio.create_task(_exit_when_idle(batcher, app[ACTIVITY_KEY], config.idle_exit_minutes, stop))
+        watchers.append(asyncio.create_task(_exit_when_idle(batcher, app[ACTIVITY_KEY], config.idle_exit_minutes,
+                                                            stop)))
+    if config.port_file is not None:
+        watchers.append(asyncio.create_task(_exit_when_replaced(config.port_file, stop)))
     try:
         await stop.wait()
     finally:
-        if idle_task is not None:
-            idle_task.cancel()
+        for task in watchers:
+            task.cancel()
         if config.port_file is not None:
             daemon.remove_port_file(config.port_file)
         batcher.stop()

@@ -13,7 +13,7 @@ from pathlib import Path
 from mercury_lsp.engine import daemon
 from mercury_lsp.engine.cli import add_confidence_option, add_model_options
 from mercury_lsp.engine.errors import UsageError
-from mercury_lsp.models import resolve_model_path
+from mercury_lsp.engine.model_source import parse_model
 
 
 def _positive(name: str, value: float) -> None:
@@ -87,7 +87,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config = ServeConfig(
         host=args.host,
         port=args.port,
-        model_path=resolve_model_path(args.model),
+        model=parse_model(args.model).spec,
         device=args.device,
         api_key=key,
         max_batch=args.max_batch,

@@ -175,8 +175,8 @@ class EngineLink:
                 return
             if status == "warming":  # CUDA graphs being captured: the message says how far
                 self._set("loading", health.get("message") or "Preparing the engine.")
-            elif status == "loading":
-                self._set("loading", f"Loading {health.get('model') or 'the model'}.")
+            elif status == "loading":  # the message says how far a download has come
+                self._set("loading", health.get("message") or f"Loading {health.get('model') or 'the model'}.")
             else:
                 raise EngineError(health.get("message") or f"The engine reports status {status!r}.")
             await asyncio.sleep(self._poll_s)

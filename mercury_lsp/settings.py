@@ -71,8 +71,9 @@ class Settings:
               "proxy with a private CA). Empty: the system's.", minLength=1)
     auto_start: bool = setting(True, "Start the local engine when none answers.")
     model: str | None = setting(
-        None, "Model folder (config.json, model.safetensors, tokenizer.json) for the auto-started engine. "
-              "Empty: the bundled model.", shapes_answer=True, minLength=1)
+        None, "Model for the auto-started engine: a folder (config.json, model.safetensors, tokenizer.json), a "
+              "short name from `mercury-engine models`, or a hub id `org/name[@revision]` (downloaded once into "
+              "the Hugging Face cache). Empty: the bundled model.", shapes_answer=True, minLength=1)
     device: Device = setting("auto", "Device for the auto-started engine.", shapes_answer=True)
     prefix_tokens: int = setting(
         1024, "Most tokens of text before the cursor to send (cut at line boundaries; the engine fits the "

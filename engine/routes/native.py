@@ -55,6 +55,10 @@ async def handle_health(request: web.Request) -> web.Response:
         payload |= {"dtype": batcher.dtype_name, "context_tokens": batcher.context_tokens}
     if batcher.message:
         payload["message"] = batcher.message
+    if batcher.progress is not None:
+        payload["progress"] = round(batcher.progress, 4)
+    if batcher.commit is not None:
+        payload["revision"] = batcher.commit
     headers: dict[str, str] = {}
     challenge = request.headers.get(engine_identity.CHALLENGE_HEADER)
     if challenge is not None:
@@ -68,8 +72,11 @@ async def handle_health(request: web.Request) -> web.Response:
 
 
 async def handle_models(request: web.Request) -> web.Response:
-    name = request.app[BATCHER_KEY].model_name
-    return web.json_response({"object": "list", "data": [{"id": name, "object": "model", "owned_by": "mercury"}]})
+    batcher = request.app[BATCHER_KEY]
+    model: dict[str, Any] = {"id": batcher.model_name, "object": "model", "owned_by": "mercury"}
+    if batcher.commit is not None:
+        model["revision"] = batcher.commit
+    return web.json_response({"object": "list", "data": [model]})
 
 
 async def handle_metrics(request: web.Request) -> web.Response:

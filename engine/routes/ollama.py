@@ -29,7 +29,6 @@ from mercury_lsp.engine.api.ollama import (
 )
 from mercury_lsp.engine.routes.plumbing import (
     BATCHER_KEY,
-    CONFIG_KEY,
     ApiError,
     checked,
     read_json,
@@ -135,7 +134,7 @@ def _weights(folder: Path) -> tuple[int, int, str, float]:
 
 def _card(request: web.Request) -> ModelCard:
     batcher = request.app[BATCHER_KEY]
-    size, parameters, digest, modified = _weights(request.app[CONFIG_KEY].model_path)
+    size, parameters, digest, modified = _weights(batcher.folder) if batcher.folder else (0, 0, "", time.time())
     return ModelCard(batcher.model_name, size, modified, digest, parameters, batcher.context_tokens)
 
 

@@ -39,7 +39,7 @@ CLIENT_GONE = "mercury.client_gone"  # request key: a stream's client left, thou
 class ServeConfig:
     """Everything `mercury-engine serve` was told."""
 
-    model_path: Path
+    model: str  # a folder, a catalogue short name or a hub id `org/name[@revision]`
     host: str = "127.0.0.1"
     port: int = 8765
     device: str = "auto"

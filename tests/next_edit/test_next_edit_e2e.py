@@ -63,7 +63,7 @@ def scripted_engine_url() -> Iterator[str]:
     metrics = EngineMetrics()
     batcher = Batcher(Path("scripted-rename"), "cpu", metrics, max_batch=4, loaded=loaded,
                       engine_options={"reuse_suffix": False, "cuda_graphs": False})
-    server = LoopbackServer(build_app(ServeConfig(model_path=Path("scripted-rename"), port=0), batcher, metrics))
+    server = LoopbackServer(build_app(ServeConfig(model="scripted-rename", port=0), batcher, metrics))
     batcher.start()
     yield server.url
     batcher.stop()

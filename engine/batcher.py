@@ -115,6 +115,11 @@ class Batcher:
             self._thread.join(timeout)
 
     @property
+    def thread_alive(self) -> bool:
+        """The model thread is still running: stop() timed out (a load or a step in native code)."""
+        return self._thread.is_alive()
+
+    @property
     def busy(self) -> bool:
         return bool(self._waiting or self._active or self._calls)
 
@@ -352,7 +357,8 @@ class Batcher:
 
     def _finish(self, ticket: Ticket) -> None:
         result = self._engine.result(ticket.jobs, ticket.received)
-        self.metrics.record_finished(sum(c.tokens for c in result.completions), time.perf_counter() - ticket.received)
+        self.metrics.record_finished(sum(c.tokens for c in result.completions), time.perf_counter() - ticket.received,
+                                     result.tokens, result.steps)
         self._reply(ticket, value=result)
 
     def _reply(self, ticket: Ticket, value: Any = None, error: BaseException | None = None) -> None:

@@ -194,6 +194,11 @@ def parse_config(config: dict, family: str, has_qkv_bias: bool) -> ModelConfig:
         if prediction not in ("shifted", "in_place"):
             raise CheckpointError(f"config.json mercury_prediction must be 'shifted' or 'in_place', not {prediction!r}.")
         model_config.shifted = prediction == "shifted"
+    threshold = config.get("mercury_threshold")
+    if threshold is not None:
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold <= 1:
+            raise CheckpointError(f"config.json mercury_threshold must be a number in (0, 1], not {threshold!r}.")
+        model_config.commit_threshold = float(threshold)
     return model_config
 
 

@@ -51,6 +51,9 @@ def add_confidence_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--filler-threshold", type=filler_threshold, default=0.7,
                         help="confidence a position needs to join the filler at the canvas end, capped by the "
                              "threshold; 'none' uses the threshold (default: 0.7)")
+    parser.add_argument("--tail-threshold", type=filler_threshold, default=0.7,
+                        help="length first: commit the canvas end as filler where the chance that the answer "
+                             "already ended passes this; 'none' turns it off, the rule before (default: 0.7)")
 
 
 def filler_threshold(text: str) -> float | None:
@@ -99,7 +102,8 @@ def cmd_infill(args: argparse.Namespace) -> int:
     )
     # One request: capturing the step graphs would cost more than it saves.
     settings = EngineSettings(max_batch=max(args.n, 1), confidence=args.confidence,
-                              filler_threshold=args.filler_threshold, cuda_graphs=False)
+                              filler_threshold=args.filler_threshold, tail_threshold=args.tail_threshold,
+                              cuda_graphs=False)
     loaded, _ = load_model(args.model, args.device, settings)
     engine = InfillEngine(loaded, settings)
     result = engine.infill(request)
@@ -151,7 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_options(infill)
     infill.add_argument("--max-tokens", type=int, default=64)
     infill.add_argument("--steps", type=int, default=None, help="step budget (default: max tokens / 2)")
-    infill.add_argument("--threshold", type=float, default=0.9)
+    infill.add_argument("--threshold", type=float, default=None,
+                        help="commit threshold (default: the model's calibrated one, else 0.9)")
     infill.add_argument("--temperature", type=float, default=0.0)
     infill.add_argument("--n", type=int, default=1, help="number of candidates")
     infill.add_argument("--seed", type=int, default=0)

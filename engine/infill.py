@@ -37,6 +37,7 @@ from mercury_lsp.engine.sampler import (
 from mercury_lsp.engine.step import CanvasStep
 
 CUT_GRID = 4096  # characters
+DEFAULT_THRESHOLD = 0.9  # Fast-dLLM's default, for checkpoints that carry no calibrated one
 
 
 def stable_cut(prefix: str, keep: int) -> int:
@@ -67,10 +68,14 @@ class EngineSettings:
     exact_context: bool = False
     expand_initial: int = 8  # starting canvas length in expand/delete mode
     candidate_temperature: float = 0.8  # for candidates after the first when the request is greedy
-    threshold: float = 0.9  # commit threshold when a request names none
+    # Commit threshold when a request names none (None: the checkpoint's calibrated `mercury_threshold`, else 0.9).
+    threshold: float | None = None
     # What a position needs to join the filler run at the canvas end (capped by the threshold; None: the
     # threshold). Lower ends a short answer in a wide canvas in fewer steps (bench/RESULTS.md).
     filler_threshold: float | None = 0.7
+    # Length first: filler at the canvas end is committed where the answer has ended with this probability
+    # (sampler.filler_tail). None restores the rule before it (filler only grows from the right edge).
+    tail_threshold: float | None = 0.7
     confidence: str = "probability"  # the measure thresholds apply to: probability, margin or entropy
     cuda_graphs: bool = True  # capture each bucket's step on CUDA (warm_up)
 
@@ -165,6 +170,14 @@ class InfillEngine:
         self._next_request = 0
 
     @property
+    def default_threshold(self) -> float:
+        """The commit threshold of a request that names none."""
+        if self.settings.threshold is not None:
+            return self.settings.threshold
+        calibrated = self.model.config.commit_threshold
+        return DEFAULT_THRESHOLD if calibrated is None else calibrated
+
+    @property
     def slots_in_use(self) -> int:
         return self.settings.max_batch - len(self._free_slots)
 
@@ -227,9 +240,10 @@ class InfillEngine:
         max_length = request.max_tokens + (1 if healed.heal else 0)
         length = min(self.settings.expand_initial, max_length) if mode == "expand" else max_length
         steps = request.steps or max(1, math.ceil(max_length / 2))
-        threshold = request.threshold if request.threshold is not None else self.settings.threshold
+        threshold = request.threshold if request.threshold is not None else self.default_threshold
         spec = CanvasSpec(length, max_length, mode, float(threshold), steps, request.single_line, healed.heal,
-                          healed.first_allowed, request.refine, context.suffix_held, self.settings.filler_threshold)
+                          healed.first_allowed, request.refine, context.suffix_held, self.settings.filler_threshold,
+                          self.settings.tail_threshold)
         request_id = self._next_request
         self._next_request += 1
         slots = [self._free_slots.pop(0) for _ in range(request.n)]

@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 STEP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
+REQUEST_STEP_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64)
 # Every name here is a classic one, so the output is the text format every Prometheus version reads; say so.
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -65,6 +66,16 @@ class EngineMetrics:
                                     registry=registry)
         self.step_seconds = Histogram("mercury_step_seconds", "Wall time of one batched step.",
                                       buckets=STEP_BUCKETS, registry=registry)
+        # The point of a diffusion engine is many tokens per denoising step: steps per request, and the answers'
+        # tokens beside them (tokens per step = answer tokens / the histogram's sum).
+        self.request_steps = Histogram("mercury_request_steps", "Denoising steps a finished request took.",
+                                       buckets=REQUEST_STEP_BUCKETS, registry=registry)
+        self.answer_tokens = Counter("mercury_answer_tokens_total",
+                                     "New tokens in finished requests' answers (first candidate).", registry=registry)
+        tokens_per_step = Gauge("mercury_tokens_per_step", "Answer tokens per denoising step, over all requests.",
+                                registry=registry)
+        self._answer_tokens_seen = self._steps_seen = 0
+        tokens_per_step.set_function(self._tokens_per_step)
         self.request_seconds = Histogram("mercury_request_seconds", "Latency of finished requests, queue included.",
                                          buckets=LATENCY_BUCKETS, registry=registry)
         self.model_info = Info("mercury_model", "The served model; state is loading, warming, ok or error.",
@@ -84,10 +95,19 @@ class EngineMetrics:
         self.batch_size.observe(batch)
         self.step_seconds.observe(seconds)
 
-    def record_finished(self, tokens: int, seconds: float) -> None:
+    def record_finished(self, tokens: int, seconds: float, answer_tokens: int = 0, steps: int = 0) -> None:
+        """A finished request: every candidate's tokens, and its answer's tokens against the steps it took."""
         self.tokens.inc(tokens)
         self.request_seconds.observe(seconds)
         self.token_rate.add(tokens, time.monotonic())
+        if steps:
+            self.request_steps.observe(steps)
+            self.answer_tokens.inc(answer_tokens)
+            self._answer_tokens_seen += answer_tokens  # the batcher thread's alone: the gauge only reads them
+            self._steps_seen += steps
+
+    def _tokens_per_step(self) -> float:
+        return round(self._answer_tokens_seen / self._steps_seen, 4) if self._steps_seen else 0.0
 
     def set_load(self, queued: int, active: int) -> None:
         self.queue_depth.set(queued)

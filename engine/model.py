@@ -39,6 +39,7 @@ class ModelConfig:
     qkv_bias: bool = True
     # Dream-style checkpoints read token i from output i-1; LLaDA-style predict in place.
     shifted: bool = True
+    commit_threshold: float | None = None  # config.json `mercury_threshold`: calibrated for this checkpoint
 
     def num_parameters(self) -> int:
         d, i, v = self.hidden_size, self.intermediate_size, self.vocab_size

@@ -57,6 +57,7 @@ class CanvasSlots:
     threshold: torch.Tensor  # [S]
     filler_threshold: torch.Tensor  # [S] what a position of the right-edge filler run needs to join it
     filler_rule: torch.Tensor  # [S] fixed canvas: filler only as a run from the right edge
+    tail_threshold: torch.Tensor  # [S] length first: filler is committed where P(answer ended before) passes this
     steps_budget: torch.Tensor  # [S]
     steps_done: torch.Tensor  # [S]
     single_line: torch.Tensor  # [S]
@@ -78,7 +79,8 @@ class CanvasSlots:
             committed_filler=zeros(slots, width), confidence=zeros(slots, width, dtype=torch.float32),
             length=zeros(slots, dtype=torch.long), threshold=torch.ones(slots, device=device),
             filler_threshold=torch.ones(slots, device=device),
-            filler_rule=zeros(slots), steps_budget=torch.ones(slots, dtype=torch.long, device=device),
+            filler_rule=zeros(slots), tail_threshold=torch.full((slots,), 2.0, device=device),
+            steps_budget=torch.ones(slots, dtype=torch.long, device=device),
             steps_done=zeros(slots, dtype=torch.long), single_line=zeros(slots), healed=zeros(slots),
             first_allowed=zeros(slots, vocab_size), first_newline=zeros(slots, vocab_size),
             special_allowed=zeros(slots), expand_allowed=zeros(slots), expand_mode=zeros(slots),
@@ -105,6 +107,7 @@ class CanvasSpec:
     refine: bool
     suffix_held: bytes = b""  # the end of the cursor's word, already in the buffer after the cursor
     filler_threshold: float | None = None  # None: the token threshold
+    tail_threshold: float | None = None  # length first (filler mode): see filler_tail; None: off
 
 
 def reset_slot(slots: CanvasSlots, tables: VocabTables, vocab: Vocabulary, slot: int, spec: CanvasSpec) -> None:
@@ -121,6 +124,8 @@ def reset_slot(slots: CanvasSlots, tables: VocabTables, vocab: Vocabulary, slot:
     slots.threshold[slot] = spec.threshold
     slots.filler_threshold[slot] = spec.threshold if spec.filler_threshold is None else spec.filler_threshold
     slots.filler_rule[slot] = spec.mode == "filler"
+    # Above 1 no position ever qualifies: length first is off.
+    slots.tail_threshold[slot] = 2.0 if spec.tail_threshold is None or spec.mode != "filler" else spec.tail_threshold
     slots.steps_budget[slot] = spec.steps
     slots.steps_done[slot] = 0
     slots.single_line[slot] = spec.single_line
@@ -177,6 +182,33 @@ def measure_confidence(logits: torch.Tensor, filler_ids: torch.Tensor, measure: 
     return certainty, id_best, certainty, id_nf
 
 
+def filler_tail(logits: torch.Tensor, filler_ids: torch.Tensor, masked: torch.Tensor, filler: torch.Tensor,
+                tail_threshold: torch.Tensor) -> torch.Tensor:
+    """Length first: the masked positions [B, C] that are filler with probability >= tail_threshold [B] under
+    the canvas's own length distribution.
+
+    A fixed canvas holds an answer followed by filler. Reading each position's filler probability f from one
+    forward, the chance that the answer is exactly L tokens long is proportional to prod_{i<L} (1 - f_i) *
+    prod_{j>=L} f_j (committed positions count as certain), and position j is filler when the answer ended at
+    or before it. Positions where that passes the threshold are committed as filler at once, so a short answer
+    in a wide canvas costs no steps on the filler beside it: the canvas shrinks to the answer's length after the
+    first forward (the idea of CAL's length choice, without a second model)."""
+    scores = logits.float()
+    log_f = scores[:, :, filler_ids].logsumexp(-1) - scores.logsumexp(-1)
+    log_not_f = torch.log1p(-log_f.exp().clamp(max=1 - 1e-6))
+    certain = torch.zeros_like(log_f)
+    impossible = torch.full_like(log_f, -1e4)
+    # Committed positions: filler is certain where it is filler, impossible where it is not.
+    log_f = torch.where(masked, log_f, torch.where(filler, certain, impossible))
+    log_not_f = torch.where(masked, log_not_f, torch.where(filler, impossible, certain))
+    zero = torch.zeros_like(log_f[:, :1])
+    before = torch.cat([zero, log_not_f.cumsum(-1)], -1)  # [B, C+1]: sum over i < L of log(1 - f_i)
+    after = torch.cat([log_f.flip(-1).cumsum(-1).flip(-1), zero], -1)  # sum over j >= L of log f_j
+    end = (before + after).softmax(-1)  # P(answer length = L), L = 0..C
+    ended = end[:, :-1].cumsum(-1)  # P(length <= j): position j is filler
+    return masked & (ended >= tail_threshold[:, None])
+
+
 @dataclass
 class SampledRow:
     """A row whose tokens are drawn at a temperature with its own generator (eager steps only)."""
@@ -220,6 +252,14 @@ def denoise(
         for full, part in zip((p_best, id_best, p_nf, id_nf), drawn):
             full[row.index, : row.length] = part
 
+    # Length first: commit the filler the length distribution is sure of before choosing the answer's tokens.
+    tail = filler_tail(logits, tables.filler_ids, masked, tables.filler[ids], slots.tail_threshold[rows])
+    tail_token = torch.where(tables.filler[id_best], id_best, torch.full_like(id_best, tables.pad_id))
+    ids = torch.where(tail, tail_token, ids)
+    tail_conf = torch.where(tail, p_best, slots.confidence[rows, :width])
+    masked = masked & ~tail
+    committed_filler = committed_filler | tail
+
     steps_done = slots.steps_done[rows]
     remaining = masked.sum(-1)
     steps_left = (slots.steps_budget[rows] - steps_done).clamp(min=1)
@@ -230,7 +270,7 @@ def denoise(
         filler_threshold=slots.filler_threshold[rows],
     )
     ids = torch.where(commit, token, ids)
-    confidences = torch.where(commit, conf, slots.confidence[rows, :width])
+    confidences = torch.where(commit, conf, tail_conf)
     masked = masked & ~commit
     filler_rule = slots.filler_rule[rows][:, None]
     committed_filler = committed_filler | (commit & tables.filler[token] & filler_rule)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import os
 import signal
 import time
 from collections.abc import Awaitable, Callable
@@ -238,3 +239,8 @@ async def serve(config: ServeConfig) -> None:
         batcher.stop()
         await runner.cleanup()
         log.info("stopped")
+        if batcher.thread_alive:
+            # Finalizing the interpreter under a thread that is inside torch's native code (a load that outlived
+            # the stop timeout) aborts the process; nothing is left to clean up, so leave at once.
+            logging.shutdown()
+            os._exit(0)

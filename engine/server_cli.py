@@ -98,7 +98,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         idle_exit_minutes=args.idle_exit,
         port_file=Path(args.port_file) if args.port_file else None,
         engine_options={"cuda_graphs": not args.no_cuda_graphs, "confidence": args.confidence,
-                        "filler_threshold": args.filler_threshold,
+                        "filler_threshold": args.filler_threshold, "tail_threshold": args.tail_threshold,
+                        "threshold": args.threshold,
                         "refresh_every": args.refresh_every, "reuse_suffix": not args.no_suffix_reuse,
                         "exact_context": args.exact_context},
     )
@@ -166,6 +167,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument("--no-cuda-graphs", action="store_true",
                        help="run each denoising step eagerly instead of replaying graphs captured at start-up")
     add_confidence_option(serve)
+    serve.add_argument("--threshold", type=float, default=None,
+                        help="commit threshold for requests that name none (default: the model's calibrated one, "
+                             "else 0.9)")
     serve.add_argument("--refresh-every", type=int, default=0, metavar="N",
                        help="recompute the context's keys/values every N steps (0: when a canvas changes length)")
     serve.add_argument("--no-suffix-reuse", action="store_true",

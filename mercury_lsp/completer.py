@@ -250,7 +250,8 @@ class Completer:
         if self.engine.ready_client() is None:
             return NOTHING
         if trigger == "automatic":
-            await asyncio.sleep(self.debounce.delay(document.uri))
+            inside_word = bool(before) and (before[-1].isalnum() or before[-1] == "_")
+            await asyncio.sleep(self.debounce.delay(document.uri, inside_word))
         client = self.engine.ready_client()
         if client is None:
             return NOTHING

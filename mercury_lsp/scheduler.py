@@ -31,10 +31,14 @@ class AdaptiveDebounce:
         previous = self._interval.get(key, gap)
         self._interval[key] = previous + self._smoothing * (gap - previous)
 
-    def delay(self, key: str) -> float:
-        """Seconds to wait before asking the engine for document `key`."""
+    def delay(self, key: str, inside_word: bool = True) -> float:
+        """Seconds to wait before asking the engine for document `key`.
+
+        Only a cursor inside a word waits for the typing interval: there the next key is what usually comes. After
+        a word, a space or punctuation, or at a line start, typists pause and a suggestion is wanted now; should
+        a key come anyway, the engine drops the superseded request at its next step."""
         interval = self._interval.get(key)
-        if interval is None or interval >= self.cap:
+        if not inside_word or interval is None or interval >= self.cap:
             return self.base
         return min(self.cap, max(self.base, 1.2 * interval))
 

@@ -109,9 +109,10 @@ class Settings:
         ("automatic", "invoked"), "When to suggest: `automatic` while typing, `invoked` when asked "
                                   "(a key or command).", uniqueItems=True)
     debounce_ms: int = setting(
-        75, "Wait after a keystroke before asking (grows with fast typing, up to `#mercury.debounceMaxMs#`).",
+        75, "Wait after a keystroke before asking (inside a word it grows with fast typing, up to "
+            "`#mercury.debounceMaxMs#`).",
         minimum=0)
-    debounce_max_ms: int = setting(400, "Longest wait after a keystroke.", minimum=0)
+    debounce_max_ms: int = setting(400, "Longest wait after a keystroke inside a word.", minimum=0)
     next_edit: bool = setting(
         False, "Answer `textDocument/copilotInlineEdit`: after an edit, propose the matching edit nearby (a "
                "rename's other occurrences). Off by default: the bundled model is rarely right (bench/RESULTS.md).")

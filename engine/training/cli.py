@@ -45,6 +45,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--suffix-tokens", type=int, default=256, help="suffix budget (language server default)")
     evaluate.add_argument("--common", action="store_true", help="also complete the everyday-code prompts")
     add_confidence_option(evaluate)
+    evaluate.add_argument("--threshold", type=float, default=None,
+                        help="commit threshold for requests that name none (default: the model's calibrated one, "
+                             "else 0.9)")
     evaluate.add_argument("--exact-context", action="store_true",
                           help="full bidirectional attention at every step (no prefix chunks, no cached context)")
     evaluate.add_argument("--json", action="store_true", help="print the figures as one JSON object")
@@ -112,7 +115,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if not holes:
             raise UsageError("no held-out files to punch holes in.")
         report = evaluate_model(loaded, holes, args.prefix_tokens, args.suffix_tokens, confidence=args.confidence,
-                                filler_threshold=args.filler_threshold, exact_context=args.exact_context)
+                                filler_threshold=args.filler_threshold, tail_threshold=args.tail_threshold,
+                                threshold=args.threshold, exact_context=args.exact_context)
         print(json.dumps(report.summary()) if args.json else format_table(report))
         for outcome in report.outcomes[: args.examples]:
             print(outcome.describe())

@@ -56,6 +56,8 @@ class Outcome:
     exact: bool
     compiles: bool
     ms: float
+    tokens: int = 0  # new tokens in the answer
+    steps: int = 0  # denoising steps (forwards) it took
 
     def describe(self) -> str:
         tail = self.hole.prefix.rsplit("\n", 1)[-1]
@@ -84,6 +86,10 @@ class EvalReport:
                 "empty": sum(not o.text.strip() for o in rows) / len(rows),
                 "p50_ms": percentile(times, 0.5),
                 "p90_ms": percentile(times, 0.9),
+                # Over all requests: the answer tokens the steps bought (Fast-dLLM's tokens per forward).
+                "tokens_per_step": sum(o.tokens for o in rows) / max(1, sum(o.steps for o in rows)),
+                "steps_p50": percentile([o.steps for o in rows], 0.5),
+                "steps_mean": statistics.mean(o.steps for o in rows),
             }
         return out
 
@@ -204,6 +210,8 @@ def evaluate_model(
                 exact=result.text.rstrip() == hole.truth.rstrip(),
                 compiles=parses(hole.prefix + result.text + hole.suffix),
                 ms=result.ms,
+                tokens=result.tokens,
+                steps=result.steps,
             )
         )
     return report
@@ -223,12 +231,13 @@ def format_table(report: EvalReport) -> str:
     """The evaluation as a Markdown table."""
     names = {"single": f"single-line (canvas {SINGLE_LINE_TOKENS})", "multi": f"multi-line (canvas {MULTI_LINE_TOKENS})"}
     lines = [
-        "| holes | count | exact match | parses | empty | p50 ms | p90 ms |",
-        "|---|---|---|---|---|---|---|",
+        "| holes | count | exact match | parses | empty | tokens/step | steps p50 (mean) | p50 ms | p90 ms |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for kind, row in report.summary().items():
         lines.append(
             f"| {names[kind]} | {row['holes']} | {row['exact_match']:.1%} | {row['compiles']:.1%} | "
-            f"{row['empty']:.1%} | {row['p50_ms']:.0f} | {row['p90_ms']:.0f} |"
+            f"{row['empty']:.1%} | {row['tokens_per_step']:.2f} | {row['steps_p50']:.0f} ({row['steps_mean']:.1f}) | "
+            f"{row['p50_ms']:.0f} | {row['p90_ms']:.0f} |"
         )
     return "\n".join(lines)

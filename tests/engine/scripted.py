@@ -20,7 +20,7 @@ class ScriptedModel(torch.nn.Module):
     ):
         super().__init__()
         self.config = SimpleNamespace(
-            shifted=shifted, num_layers=1, num_kv_heads=1, head_dim=2, vocab_size=vocab_size,
+            shifted=shifted, num_layers=1, num_kv_heads=1, head_dim=2, vocab_size=vocab_size, commit_threshold=None,
             max_position_embeddings=max_positions,
         )
         self.embed_tokens = torch.nn.Embedding(1, 1)

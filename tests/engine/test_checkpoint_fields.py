@@ -75,3 +75,18 @@ def test_dreamons_expand_token_is_known_from_the_family(tmp_path, monkeypatch):
         load_checkpoint(folder, device="cpu")  # the published id, 151667, is past this tiny vocabulary
     monkeypatch.setitem(checkpoint.FAMILY_TOKEN_IDS, "dreamon", {"mask": 151666, "expand": expand_id})
     assert load_checkpoint(folder, device="cpu").vocab.expand_id == expand_id
+
+
+def test_a_calibrated_threshold_is_the_default_for_requests_that_name_none(tiny_checkpoint, tmp_path):
+    from mercury_lsp.engine.infill import DEFAULT_THRESHOLD, EngineSettings, InfillEngine
+
+    assert InfillEngine(load_checkpoint(tiny_checkpoint, device="cpu")).default_threshold == DEFAULT_THRESHOLD
+    loaded = load_checkpoint(edited(tiny_checkpoint, tmp_path, mercury_threshold=0.5), device="cpu")
+    assert InfillEngine(loaded).default_threshold == 0.5
+    assert InfillEngine(loaded, EngineSettings(threshold=0.8)).default_threshold == 0.8  # --threshold wins
+
+
+@pytest.mark.parametrize("value", [0, 1.5, "high", True])
+def test_a_calibrated_threshold_out_of_range_is_refused(tiny_checkpoint, tmp_path, value):
+    with pytest.raises(CheckpointError, match="mercury_threshold must be a number in"):
+        load_checkpoint(edited(tiny_checkpoint, tmp_path, mercury_threshold=value), device="cpu")

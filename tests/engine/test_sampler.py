@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 
 import pytest
 import torch
@@ -20,6 +21,7 @@ from mercury_lsp.engine.sampler import (
     VocabTables,
     denoise,
     expand_and_delete,
+    filler_tail,
     measure_confidence,
     reset_slot,
     slot_completion,
@@ -92,11 +94,76 @@ def test_a_short_answer_in_a_wide_canvas_ends_in_few_steps(vocab, filler_thresho
 
     engine, _, _ = scripted_engine(vocab, "x = ", "total + 1", content_p=0.95, overrides=overrides)
     engine.settings.filler_threshold = filler_threshold
+    engine.settings.tail_threshold = None  # the run from the right edge alone (length first is tested below)
     result = engine.infill(InfillRequest(prefix="x = ", max_tokens=32))
     assert result.text == "total + 1"
     assert result.steps <= most_steps
     if filler_threshold is None:
         assert result.steps >= 8
+
+
+@pytest.mark.parametrize("shifted", [False, True])
+def test_length_first_commits_the_filler_tail_in_the_first_step(vocab, shifted):
+    # The answer's tokens are below the threshold (0.6 < 0.9); filler is doubtful next to the answer (0.6, under
+    # the filler run's 0.7) and near certain far from it. The length distribution commits the far end at once,
+    # and the steps go to the answer and the few positions beside it.
+    def overrides(start, truth):
+        after = start + len(truth)
+        return {after + k: [(vocab.eos_id, 0.6 + 0.39 * k / 32)] for k in range(32)}
+
+    engine, _, truth = scripted_engine(vocab, "x = ", "total + 1", content_p=0.6, shifted=shifted,
+                                       overrides=overrides)
+    request = InfillRequest(prefix="x = ", max_tokens=32)
+    jobs = engine.start(request)
+    committed_filler = engine.canvases.committed_filler[jobs[0].slot, : jobs[0].length]
+    assert committed_filler[len(truth) + 3 :].all() and not committed_filler[: len(truth)].any()
+    while not jobs[0].done:
+        engine.step(jobs)
+    result = engine.result(jobs, 0.0)
+    engine.release(jobs)
+    assert result.text == "total + 1"
+    assert result.steps <= len(truth) + 3
+
+    engine.settings.tail_threshold = None  # the rule before: the filler run grows from the edge, spending steps
+    before = engine.infill(request)
+    assert before.text == "total + 1" and before.steps >= 2 * result.steps
+
+
+def _canvas_logits(filler_p: list[float], vocab_size: int = 8, filler_id: int = 0) -> torch.Tensor:
+    """Logits [1, C, V] whose filler probability at each position is given; the rest goes to token 5."""
+    rows = []
+    for p in filler_p:
+        row = torch.full((vocab_size,), -30.0)
+        row[filler_id], row[5] = math.log(p), math.log(1 - p)
+        rows.append(row)
+    return torch.stack(rows)[None]
+
+
+def _tail(filler_p, masked=None, filler=None, threshold=0.7):
+    width = len(filler_p)
+    masked = torch.ones(1, width, dtype=torch.bool) if masked is None else torch.tensor([masked])
+    filler = torch.zeros(1, width, dtype=torch.bool) if filler is None else torch.tensor([filler])
+    tail = filler_tail(_canvas_logits(filler_p), torch.tensor([0]), masked, filler, torch.tensor([threshold]))
+    return tail[0].tolist()
+
+
+def test_filler_tail_follows_the_length_distribution():
+    sure_end = [0.01, 0.01, 0.02, 0.9, 0.99, 0.99]
+    assert _tail(sure_end) == [False, False, False, True, True, True]
+    # A model that sees content everywhere commits no filler; an off switch (threshold above 1) commits none.
+    assert not any(_tail([0.05] * 6))
+    assert not any(_tail(sure_end, threshold=2.0))
+    # Coin flips everywhere: the length is uniform, so only the end that most lengths agree on is filler.
+    assert _tail([0.5] * 9) == [False] * 6 + [True] * 3
+
+
+def test_filler_tail_respects_committed_positions():
+    sure_end = [0.01, 0.01, 0.02, 0.9, 0.99, 0.99]
+    # Content committed near the end: the answer reaches it, nothing before it can be filler.
+    content_late = _tail(sure_end, masked=[True] * 5 + [False], filler=[False] * 6)
+    assert not any(content_late)
+    # Filler committed at the end already: the positions it covers are not committed twice.
+    assert _tail(sure_end, masked=[True] * 4 + [False] * 2, filler=[False] * 4 + [True] * 2) == [False] * 3 + [True] + [False] * 2
 
 
 def test_single_line_stops_at_the_first_newline(vocab):

@@ -24,6 +24,9 @@ FAMILIES = {
     "mercury_request_seconds": "histogram",
     "mercury_model_info": "gauge",  # the text format (0.0.4) writes prometheus_client's Info as a gauge
     "mercury_cuda_graph_captures": "gauge",
+    "mercury_request_steps": "histogram",
+    "mercury_answer_tokens": "counter",
+    "mercury_tokens_per_step": "gauge",
 }
 SAMPLES = {
     "mercury_requests_total", "mercury_generated_tokens_total", "mercury_steps_total", "mercury_queue_depth",
@@ -51,6 +54,20 @@ async def test_the_engines_metrics_parse_and_keep_every_name(shared_engine):
     assert metric(text, "mercury_requests_total", 'endpoint="/v1/infill",status="200"') >= 1
     assert metric(text, "mercury_steps_total") > 0
     assert metric(text, "mercury_cuda_graph_captures") == 0  # a CPU engine captures none
+    # Tokens per step beside the steps: the answers' tokens over the steps the finished requests took.
+    steps = metric(text, "mercury_request_steps_sum")
+    assert steps >= 1 and metric(text, "mercury_request_steps_count") >= 1
+    assert metric(text, "mercury_tokens_per_step") == round(metric(text, "mercury_answer_tokens_total") / steps, 4)
+
+
+def test_tokens_per_step_counts_each_answer_against_its_steps() -> None:
+    metrics = EngineMetrics()
+    metrics.record_finished(tokens=9, seconds=0.1, answer_tokens=6, steps=2)  # 9: three candidates' tokens
+    metrics.record_finished(tokens=1, seconds=0.1, answer_tokens=1, steps=4)
+    text = metrics.render().decode()
+    assert metric(text, "mercury_tokens_per_step") == round(7 / 6, 4)
+    assert metric(text, "mercury_request_steps_bucket", 'le="2.0"') == 1
+    assert metric(text, "mercury_generated_tokens_total") == 10
 
 
 async def test_serve_takes_the_engines_step_options(start_engine):

@@ -9,6 +9,14 @@ import pytest
 from mercury_lsp.scheduler import AdaptiveDebounce, CachedCompletion, CompletionCache, LatestOnly
 
 
+def test_debounce_waits_for_the_typing_interval_only_inside_a_word() -> None:
+    debounce = AdaptiveDebounce(base_ms=75, max_ms=400)
+    for step in range(10):
+        debounce.keystroke("a", step * 0.2)  # 200 ms between keys
+    assert debounce.delay("a") == pytest.approx(0.24, rel=0.05)
+    assert debounce.delay("a", inside_word=False) == pytest.approx(0.075)  # after a word: ask now
+
+
 def test_debounce_stretches_to_the_typing_interval_and_caps() -> None:
     debounce = AdaptiveDebounce(base_ms=75, max_ms=400)
     assert debounce.delay("a") == pytest.approx(0.075)

@@ -28,6 +28,8 @@ ProgressListener = Callable[[list[str]], None]
 
 log = logging.getLogger(__name__)
 
+IDLE_RETURN_S = 2.0  # seconds without requests after which the memory of a burst goes back to the system
+
 
 class QueueFull(Exception):
     """The waiting queue is at its bound; the client should retry later."""
@@ -98,6 +100,7 @@ class Batcher:
         self._cond = threading.Condition()
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="mercury-model", daemon=True)
+        self.memory_returns = 0  # idle periods after which memory went back to the system
 
     # -- event-loop side ---------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -169,9 +172,11 @@ class Batcher:
         try:
             import torch
 
+            from mercury_lsp.engine.allocator import configure_heap, trim_heap
             from mercury_lsp.engine.checkpoint import CheckpointError, load_checkpoint
             from mercury_lsp.engine.infill import EngineSettings, InfillEngine
 
+            configure_heap()
             if self.threads:
                 torch.set_num_threads(self.threads)
             started = time.perf_counter()
@@ -181,7 +186,9 @@ class Batcher:
             self.state = "warming"
             self.metrics.set_model("warming", self.model_name, self.device_name)
             self._engine.warm_up(self._warming)
+            trim_heap()  # what loading freed (the checkpoint's read buffers)
             self.metrics.set_captures(self._engine.canvas_step.captures)
+            self.metrics.watch_memory(self._engine)
             self.message = self._engine.canvas_step.graph_error
         except CheckpointError as error:
             self._fail_load(str(error))
@@ -196,6 +203,24 @@ class Batcher:
         self.metrics.set_model("ok", self.model_name, self.device_name)
         log.info("model %s loaded on %s in %.1f s", loaded.name, loaded.device, time.perf_counter() - started)
         return True
+
+    def memory(self) -> dict[str, Any] | None:
+        """What the engine holds and may hold (for /health), once loaded."""
+        engine = self._engine
+        if engine is None:
+            return None
+        context = engine.context
+        return {
+            "context_slots": {"slots": self.max_batch, "positions": context.capacity,
+                              "mb_per_slot": round(context.slot_bytes / 2**20, 1)},
+            "prefix_cache": {"mb": round(engine.prefix_cache.bytes / 2**20, 1),
+                             "max_mb": round(engine.prefix_cache.max_bytes / 2**20, 1),
+                             "chunks": len(engine.prefix_cache.entries)},
+            "suffix_cache": {"mb": round(engine.suffix_cache.bytes / 2**20, 1),
+                             "max_mb": round(engine.suffix_cache.max_bytes / 2**20, 1),
+                             "entries": len(engine.suffix_cache.entries)},
+            "returned_after_bursts": self.memory_returns,
+        }
 
     def _warming(self, done: int, total: int) -> None:
         self.message = f"Capturing CUDA graphs of the denoising step ({done}/{total})."
@@ -215,10 +240,19 @@ class Batcher:
         self.metrics.set_model("loading", self.model_name, self.device_name)
         if not self._load():
             return
+        returned = True  # nothing to hand back before the first request
         while True:
             with self._cond:
-                while not self._stopping and not self._waiting and not self._active:
-                    self._cond.wait()
+                idle = self._wait_for_work(None if returned else IDLE_RETURN_S)
+            if idle:  # a burst ended a while ago: hand its memory back
+                from mercury_lsp.engine.allocator import return_idle_memory
+
+                return_idle_memory(self._engine.context)
+                self.memory_returns += 1
+                returned = True
+                continue
+            returned = False
+            with self._cond:
                 if self._stopping:
                     break
                 newcomers = self._admit()
@@ -240,6 +274,16 @@ class Batcher:
                 self.metrics.set_load(len(self._waiting), len(self._active))
         for ticket in [*self._waiting, *self._active]:
             self._reply(ticket, error=NotReady("The engine is shutting down."))
+
+    def _wait_for_work(self, timeout: float | None) -> bool:
+        """Wait (lock held) for a request or a stop; True when `timeout` seconds passed without either."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._stopping and not self._waiting and not self._active:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return True
+            self._cond.wait(left)
+        return False
 
     def _admit(self) -> list[Ticket]:
         """Waiting requests that fit in the batch, first come first served (caller holds the lock).

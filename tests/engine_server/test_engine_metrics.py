@@ -3,6 +3,8 @@ type, cumulative buckets, escaped labels and the windowed token rate."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -24,6 +26,15 @@ FAMILIES = {
     "mercury_request_seconds": "histogram",
     "mercury_model_info": "gauge",  # the text format (0.0.4) writes prometheus_client's Info as a gauge
     "mercury_cuda_graph_captures": "gauge",
+    "mercury_context_cache_bytes": "gauge",
+    "mercury_context_cache_limit_bytes": "gauge",
+    # prometheus_client's process collector (Linux)
+    "process_virtual_memory_bytes": "gauge",
+    "process_resident_memory_bytes": "gauge",
+    "process_start_time_seconds": "gauge",
+    "process_cpu_seconds": "counter",
+    "process_open_fds": "gauge",
+    "process_max_fds": "gauge",
 }
 SAMPLES = {
     "mercury_requests_total", "mercury_generated_tokens_total", "mercury_steps_total", "mercury_queue_depth",
@@ -51,6 +62,32 @@ async def test_the_engines_metrics_parse_and_keep_every_name(shared_engine):
     assert metric(text, "mercury_requests_total", 'endpoint="/v1/infill",status="200"') >= 1
     assert metric(text, "mercury_steps_total") > 0
     assert metric(text, "mercury_cuda_graph_captures") == 0  # a CPU engine captures none
+
+
+def resident_bytes(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line for line in status.splitlines() if line.startswith("VmRSS:")).split()[1]) * 1024
+
+
+async def test_metrics_report_the_processes_memory_and_the_caches_bounds(shared_engine):
+    async with aiohttp.ClientSession() as session:
+        for typed in ("def area(radius", "def area(radius)", "def area(radius):"):
+            body = {"prefix": "import math\n" * 40 + typed, "suffix": "\n\nprint(area(2))\n", "max_tokens": 4}
+            async with session.post(shared_engine.url + "/v1/infill", json=body) as done:
+                assert done.status == 200
+        async with session.get(shared_engine.url + "/metrics") as response:
+            text = await response.text()
+        async with session.get(shared_engine.url + "/health") as response:
+            memory = (await response.json())["memory"]
+    rss = metric(text, "process_resident_memory_bytes")
+    assert 0.8 < rss / resident_bytes(shared_engine.process.pid) < 1.25  # the engine's own RSS, read at the scrape
+    for cache in ("prefix", "suffix"):
+        held = metric(text, "mercury_context_cache_bytes", f'cache="{cache}"')
+        limit = metric(text, "mercury_context_cache_limit_bytes", f'cache="{cache}"')
+        assert 0 < held <= limit
+        assert memory[f"{cache}_cache"]["max_mb"] == round(limit / 2**20, 1)
+    assert memory["context_slots"]["slots"] == 16 and memory["context_slots"]["mb_per_slot"] > 0
+    assert "mercury_cuda_memory_allocated_bytes" not in text  # a CPU engine has no device memory to report
 
 
 async def test_serve_takes_the_engines_step_options(start_engine):

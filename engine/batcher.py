@@ -29,6 +29,7 @@ ProgressListener = Callable[[list[str]], None]
 log = logging.getLogger(__name__)
 
 IDLE_RETURN_S = 2.0  # seconds without requests after which the memory of a burst goes back to the system
+TRIM_EVERY_S = 30.0  # under steady load, free C heap pages go back this often (a trim takes milliseconds)
 
 
 class QueueFull(Exception):
@@ -101,6 +102,7 @@ class Batcher:
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="mercury-model", daemon=True)
         self.memory_returns = 0  # idle periods after which memory went back to the system
+        self._trimmed_at = time.monotonic()
 
     # -- event-loop side ---------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -240,14 +242,15 @@ class Batcher:
         self.metrics.set_model("loading", self.model_name, self.device_name)
         if not self._load():
             return
+        from mercury_lsp.engine.allocator import return_idle_memory, trim_heap
+
         returned = True  # nothing to hand back before the first request
         while True:
             with self._cond:
                 idle = self._wait_for_work(None if returned else IDLE_RETURN_S)
             if idle:  # a burst ended a while ago: hand its memory back
-                from mercury_lsp.engine.allocator import return_idle_memory
-
                 return_idle_memory(self._engine.context)
+                self._trimmed_at = time.monotonic()
                 self.memory_returns += 1
                 returned = True
                 continue
@@ -272,6 +275,9 @@ class Batcher:
                     self._reply(ticket, error=failure)
             with self._cond:
                 self.metrics.set_load(len(self._waiting), len(self._active))
+            if time.monotonic() - self._trimmed_at > TRIM_EVERY_S:
+                trim_heap()
+                self._trimmed_at = time.monotonic()
         for ticket in [*self._waiting, *self._active]:
             self._reply(ticket, error=NotReady("The engine is shutting down."))
 

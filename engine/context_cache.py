@@ -135,8 +135,8 @@ class PrefixCache:
                 key = tuple(ids[: at + size])
                 if key in self.entries:  # outlived the chunk before it
                     self.bytes -= _kv_bytes(self.entries[key])
-                self.entries[key] = [(k[slot, :, at : at + size].clone(), v[slot, :, at : at + size].clone())
-                                     for k, v in zip(self.slots.k, self.slots.v)]
+                self.entries[key] = _packed([(k[slot, :, at : at + size], v[slot, :, at : at + size])
+                                             for k, v in zip(self.slots.k, self.slots.v)])
                 self.bytes += _kv_bytes(self.entries[key])
                 used.append(key)
         self.tokens_reused += reuse
@@ -175,11 +175,18 @@ class SuffixCache:
         key = tuple(suffix_ids)
         if key in self.entries:
             self.bytes -= _kv_bytes(self.entries[key][1])
-        self.entries[key] = (start, [(k.clone(), v.clone()) for k, v in kv])
+        self.entries[key] = (start, _packed(kv))
         self.bytes += _kv_bytes(self.entries[key][1])
         self.entries.move_to_end(key)
         while self.bytes > self.max_bytes and self.entries:
             self.bytes -= _kv_bytes(self.entries.popitem(last=False)[1][1])
+
+
+def _packed(kv: list[LayerKV]) -> list[LayerKV]:
+    """A copy of every layer's keys/values in one block: a cached entry is one large allocation, which the C heap
+    maps on its own and unmaps when the entry is evicted, not hundreds of small ones that fragment it."""
+    block = torch.stack([t for pair in kv for t in pair])
+    return [(block[2 * i], block[2 * i + 1]) for i in range(len(kv))]
 
 
 def _kv_bytes(kv: list[LayerKV]) -> int:

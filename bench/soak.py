@@ -408,6 +408,9 @@ def _soak_memory(args: argparse.Namespace, process: subprocess.Popen, port_file:
         thread.start()
     for thread in threads:
         thread.join()
+    time.sleep(3)  # the engine hands a burst's memory back after 2 s without requests
+    print(f"| idle 3 s | {(time.perf_counter() - started) / 60:.1f} | {rss_mb(process.pid):.0f} | "
+          f"{rss_mb(process.pid) / loaded:.2f} |" + (" |" * (2 if cuda else 0)) + " | |")
     print(f"\npost-load {loaded:.0f} MB; last {rows[-1]:.0f} MB ({rows[-1] / loaded:.2f}×); "
           f"{done['errors']} errors; engine {'alive' if process.poll() is None else 'DIED'}")
     return 1 if done["errors"] or process.poll() is not None else 0

@@ -188,7 +188,6 @@ class Batcher:
             self.state = "warming"
             self.metrics.set_model("warming", self.model_name, self.device_name)
             self._engine.warm_up(self._warming)
-            trim_heap()  # what loading freed (the checkpoint's read buffers)
             self.metrics.set_captures(self._engine.canvas_step.captures)
             self.metrics.watch_memory(self._engine)
             self.message = self._engine.canvas_step.graph_error
@@ -203,6 +202,7 @@ class Batcher:
         self.context_tokens = loaded.model.config.max_position_embeddings
         self.state = "ok"
         self.metrics.set_model("ok", self.model_name, self.device_name)
+        trim_heap()  # what loading freed (the checkpoint's read buffers); a first request waits the few ms it takes
         log.info("model %s loaded on %s in %.1f s", loaded.name, loaded.device, time.perf_counter() - started)
         return True
 

@@ -7,6 +7,13 @@ over raw HTTP. Reports messages, crashes, unanswered requests, wrong statuses an
 Without --model the engine serves a tiny random model (the soak is about the processes, not about completions).
 RSS "before" is read after a warm-up (the first 5% of the traffic), "after" once the traffic has ended.
 Exits non-zero when a process crashed, a request went unanswered or a status was wrong.
+
+    python bench/soak.py --memory 1500 [--every 100] [--clients 3] [--device cpu|cuda] [--model PATH]
+
+Memory over time instead: `mercury-engine serve` on the bundled model (or --model), fed `/v1/infill` requests of
+varied shapes as editors send them (prefixes and suffixes of many lengths cut from held-out code, single lines
+and 64-token blocks, several documents typed into and jumped around in, a few clients at once), with a table row
+of the engine's RSS (and on CUDA its allocated/reserved device memory, from /metrics) every --every requests.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import platform
 import random
@@ -22,8 +30,10 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
+from mercury_lsp.context import SINGLE_LINE_TOKENS
 from mercury_lsp.engine import daemon
 from mercury_lsp.transport import Frame, FrameReader
 
@@ -256,6 +266,156 @@ async def soak_engine(args: argparse.Namespace, endpoint: daemon.EngineEndpoint)
             else float("nan"), "examples": wrong_examples[:5]}
 
 
+class VariedTraffic:
+    """One client's requests: runs of keystrokes at a place (the prefix grows, the suffix stays), then a jump to
+    another place of another document, with a new prefix/suffix window and canvas (a line or a block)."""
+
+    def __init__(self, documents: list[tuple[str, str]], rng: random.Random, steps: int | None = None) -> None:
+        self.documents, self.rng, self.steps = documents, rng, steps
+        self.left = 0
+
+    def _jump(self) -> None:
+        rng = self.rng
+        self.path, text = rng.choice(self.documents)
+        self.typed = rng.randrange(4, 40)  # characters typed at this place
+        self.prefix_chars = int(math.exp(rng.uniform(math.log(8), math.log(4096))))  # log-uniform, 8..4096
+        self.suffix_chars = 0 if rng.random() < 0.2 else int(math.exp(rng.uniform(math.log(8), math.log(1024))))
+        self.anchor = rng.randrange(min(len(text) - 1, self.typed), len(text))
+        self.text = text
+        self.single_line = rng.random() < 0.6
+        self.left = self.typed
+
+    def next_body(self) -> dict:
+        if self.left == 0 or self.rng.random() < 0.05:
+            self._jump()
+        cursor = self.anchor - self.left
+        self.left -= 1
+        return {"prefix": self.text[max(0, cursor - self.prefix_chars) : cursor],
+                "suffix": self.text[self.anchor : self.anchor + self.suffix_chars],
+                "header": f"# {self.path}\n", "max_tokens": SINGLE_LINE_TOKENS if self.single_line else 64,
+                "single_line": self.single_line, **({"steps": self.steps} if self.steps else {})}
+
+
+def heldout_documents(count: int, seed: int) -> list[tuple[str, str]]:
+    """`count` held-out source files (the bundled model never trained on them), as (path, text)."""
+    from mercury_lsp.engine.training.corpus import collect_corpus
+
+    files = [f for f in collect_corpus().heldout if 2_000 < len(f.text) < 200_000]
+    random.Random(seed).shuffle(files)
+    return [(f.key, f.text) for f in files[:count]]
+
+
+def metric_values(url: str, names: tuple[str, ...]) -> dict[str, float]:
+    """The named gauges from the engine's /metrics (absent ones are left out)."""
+    with urllib.request.urlopen(url + "/metrics", timeout=10) as response:
+        text = response.read().decode()
+    values = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in names:
+            values[name] = float(value)
+    return values
+
+
+def soak_memory(args: argparse.Namespace) -> int:
+    """Varied requests to `mercury-engine serve`; a table row of its memory every --every requests."""
+    from mercury_lsp.models import BUNDLED_MODEL
+
+    model = Path(args.model) if args.model else BUNDLED_MODEL
+    documents = heldout_documents(args.documents, args.seed)
+    with tempfile.TemporaryDirectory() as scratch:
+        port_file = Path(scratch) / "engine.json"
+        command = [sys.executable, "-m", "mercury_lsp.engine.cli", "serve", "--device", args.device, "--port", "0",
+                   "--port-file", str(port_file), "--model", str(model), "--log-level", "warning", *args.engine_args]
+        process = subprocess.Popen(command, stdin=subprocess.DEVNULL)
+        try:
+            return _soak_memory(args, process, port_file, model, documents)
+        finally:
+            process.terminate()
+            process.wait(30)
+
+
+def _soak_memory(args: argparse.Namespace, process: subprocess.Popen, port_file: Path, model: Path,
+                 documents: list[tuple[str, str]]) -> int:
+    deadline = time.monotonic() + 180
+    health: dict = {}
+    while health.get("status") != "ok":
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"soak: the engine did not load ({health}).")
+        time.sleep(0.2)
+        if port_file.exists():
+            url = json.loads(port_file.read_text())["url"]
+            try:
+                with urllib.request.urlopen(url + "/health", timeout=5) as response:
+                    health = json.loads(response.read())
+            except OSError:
+                pass
+    device_gauges = ("mercury_cuda_memory_allocated_bytes", "mercury_cuda_memory_reserved_bytes")
+    cuda = health.get("device", "").startswith("cuda")
+    loaded = rss_mb(process.pid)
+    print(f"soak --memory: {platform.processor() or platform.machine()}, {os.cpu_count()} cores (shared with other "
+          f"work), model {model.name} on {health.get('device')} ({health.get('dtype')}), {len(documents)} held-out "
+          f"documents, {args.clients} clients, steps {args.steps or 'default'}, seed {args.seed}")
+    print(f"health: {json.dumps({k: v for k, v in health.items() if k not in ('status', 'model')})}\n")
+    print("| requests | minutes | engine RSS (MB) | × post-load |" + (" allocated (MB) | reserved (MB) |" if cuda else "")
+          + " p50 / p90 ms (since last row) | errors |")
+    print("|---|---|---|---|" + ("---|---|" if cuda else "") + "---|---|")
+    started = time.perf_counter()
+    lock = threading.Lock()
+    done = {"sent": 0, "count": 0, "errors": 0}
+    window: list[float] = []
+    rows: list[float] = []
+
+    def row(count: int) -> None:
+        rss = rss_mb(process.pid)
+        rows.append(rss)
+        device = ""
+        if cuda:
+            gauges = metric_values(url, device_gauges)
+            device = "".join(f" {gauges.get(name, float('nan')) / 2**20:.0f} |" for name in device_gauges)
+        times = sorted(window) or [float("nan")]
+        window.clear()
+        print(f"| {count} | {(time.perf_counter() - started) / 60:.1f} | {rss:.0f} | {rss / loaded:.2f} |{device} "
+              f"{times[len(times) // 2]:.0f} / {times[int(len(times) * 0.9)]:.0f} | {done['errors']} |", flush=True)
+
+    row(0)
+
+    def client(index: int) -> None:
+        traffic = VariedTraffic(documents, random.Random(args.seed * 1000 + index), args.steps)
+        while True:
+            with lock:
+                if done["sent"] >= args.memory:
+                    return
+                done["sent"] += 1
+            body = json.dumps(traffic.next_body()).encode()
+            request = urllib.request.Request(url + "/v1/infill", body, {"Content-Type": "application/json"})
+            sent = time.perf_counter()
+            try:
+                with urllib.request.urlopen(request, timeout=120) as response:
+                    response.read()
+                failed = False
+            except OSError:
+                failed = True
+            with lock:
+                done["count"] += 1
+                done["errors"] += failed
+                window.append((time.perf_counter() - sent) * 1000)
+                if done["count"] % args.every == 0 or done["count"] == args.memory:
+                    row(done["count"])
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(args.clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    time.sleep(3)  # the engine hands a burst's memory back after 2 s without requests
+    print(f"| idle 3 s | {(time.perf_counter() - started) / 60:.1f} | {rss_mb(process.pid):.0f} | "
+          f"{rss_mb(process.pid) / loaded:.2f} |" + (" |" * (2 if cuda else 0)) + " | |")
+    print(f"\npost-load {loaded:.0f} MB; last {rows[-1]:.0f} MB ({rows[-1] / loaded:.2f}×); "
+          f"{done['errors']} errors; engine {'alive' if process.poll() is None else 'DIED'}")
+    return 1 if done["errors"] or process.poll() is not None else 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=50_000, help="messages to the language server")
@@ -263,7 +423,20 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=8, help="HTTP clients at once")
     parser.add_argument("--model", help="model folder (default: a tiny random model)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--memory", type=int, metavar="REQUESTS",
+                        help="measure the engine's memory over this many varied requests instead")
+    parser.add_argument("--every", type=int, default=100, help="--memory: a table row every N requests")
+    parser.add_argument("--clients", type=int, default=3, help="--memory: clients sending at once")
+    parser.add_argument("--documents", type=int, default=6, help="--memory: held-out documents to type into")
+    parser.add_argument("--device", default="cpu", help="--memory: the engine's --device")
+    parser.add_argument("--steps", type=int, default=4,
+                        help="--memory: denoising steps per request (0: the engine's default); the shapes vary "
+                             "all the same, and a shared CPU gets through more requests")
+    parser.add_argument("--engine-args", nargs=argparse.REMAINDER, default=[],
+                        help="--memory: the rest goes to mercury-engine serve (e.g. --max-batch 4)")
     args = parser.parse_args()
+    if args.memory:
+        return soak_memory(args)
     with tempfile.TemporaryDirectory() as scratch:
         if args.model:
             model = Path(args.model)

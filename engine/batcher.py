@@ -28,6 +28,9 @@ ProgressListener = Callable[[list[str]], None]
 
 log = logging.getLogger(__name__)
 
+IDLE_RETURN_S = 2.0  # seconds without requests after which the memory of a burst goes back to the system
+TRIM_EVERY_S = 30.0  # under steady load, free C heap pages go back this often (a trim takes milliseconds)
+
 
 class QueueFull(Exception):
     """The waiting queue is at its bound; the client should retry later."""
@@ -102,6 +105,8 @@ class Batcher:
         self._cond = threading.Condition()
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="mercury-model", daemon=True)
+        self.memory_returns = 0  # idle periods after which memory went back to the system
+        self._trimmed_at = time.monotonic()
 
     # -- event-loop side ---------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -193,10 +198,12 @@ class Batcher:
         try:
             import torch
 
+            from mercury_lsp.engine.allocator import configure_heap, trim_heap
             from mercury_lsp.engine.checkpoint import CheckpointError
             from mercury_lsp.engine.infill import EngineSettings, InfillEngine
             from mercury_lsp.engine.model_loading import load_model
 
+            configure_heap()
             if self.threads:
                 torch.set_num_threads(self.threads)
             started = time.perf_counter()
@@ -213,6 +220,7 @@ class Batcher:
             self.metrics.set_model("warming", self.model_name, self.device_name)
             self._engine.warm_up(self._warming)
             self.metrics.set_captures(self._engine.canvas_step.captures)
+            self.metrics.watch_memory(self._engine)
             self.message = self._engine.canvas_step.graph_error
         except CheckpointError as error:
             self._fail_load(str(error))
@@ -225,12 +233,31 @@ class Batcher:
         self.context_tokens = loaded.model.config.max_position_embeddings
         self.state = "ok"
         self.metrics.set_model("ok", self.model_name, self.device_name)
+        trim_heap()  # what loading freed (the checkpoint's read buffers); a first request waits the few ms it takes
         log.info("model %s loaded on %s in %.1f s", loaded.name, loaded.device, time.perf_counter() - started)
         return True
 
     def _downloading(self, text: str, fraction: float | None) -> None:
         self.progress = fraction
         self.message = f"Downloading {self.model_name}: {text}" + (f" ({fraction:.0%})." if fraction is not None else ".")
+
+    def memory(self) -> dict[str, Any] | None:
+        """What the engine holds and may hold (for /health), once loaded."""
+        engine = self._engine
+        if engine is None:
+            return None
+        context = engine.context
+        return {
+            "context_slots": {"slots": self.max_batch, "positions": context.capacity,
+                              "mb_per_slot": round(context.slot_bytes / 2**20, 1)},
+            "prefix_cache": {"mb": round(engine.prefix_cache.bytes / 2**20, 1),
+                             "max_mb": round(engine.prefix_cache.max_bytes / 2**20, 1),
+                             "chunks": len(engine.prefix_cache.entries)},
+            "suffix_cache": {"mb": round(engine.suffix_cache.bytes / 2**20, 1),
+                             "max_mb": round(engine.suffix_cache.max_bytes / 2**20, 1),
+                             "entries": len(engine.suffix_cache.entries)},
+            "returned_after_bursts": self.memory_returns,
+        }
 
     def _warming(self, done: int, total: int) -> None:
         self.message = f"Capturing CUDA graphs of the denoising step ({done}/{total})."
@@ -250,10 +277,20 @@ class Batcher:
         self.metrics.set_model("loading", self.model_name, self.device_name)
         if not self._load():
             return
+        from mercury_lsp.engine.allocator import return_idle_memory, trim_heap
+
+        returned = True  # nothing to hand back before the first request
         while True:
             with self._cond:
-                while not self._stopping and not self._waiting and not self._active and not self._calls:
-                    self._cond.wait()
+                idle = self._wait_for_work(None if returned else IDLE_RETURN_S)
+            if idle:  # a burst ended a while ago: hand its memory back
+                return_idle_memory(self._engine.context)
+                self._trimmed_at = time.monotonic()
+                self.memory_returns += 1
+                returned = True
+                continue
+            returned = False
+            with self._cond:
                 if self._stopping:
                     break
                 newcomers = self._admit()
@@ -275,6 +312,9 @@ class Batcher:
                     self._reply(ticket, error=failure)
             with self._cond:
                 self.metrics.set_load(len(self._waiting), len(self._active))
+            if time.monotonic() - self._trimmed_at > TRIM_EVERY_S:
+                trim_heap()
+                self._trimmed_at = time.monotonic()
         for ticket in [*self._waiting, *self._active]:
             self._reply(ticket, error=NotReady("The engine is shutting down."))
         for _, loop, future in self._calls:
@@ -297,6 +337,16 @@ class Batcher:
                 loop.call_soon_threadsafe(_settle, future, value, error)
             except RuntimeError:  # the event loop closed meanwhile
                 pass
+
+    def _wait_for_work(self, timeout: float | None) -> bool:
+        """Wait (lock held) for a request or a stop; True when `timeout` seconds passed without either."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._stopping and not self._waiting and not self._active and not self._calls:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return True
+            self._cond.wait(left)
+        return False
 
     def _admit(self) -> list[Ticket]:
         """Waiting requests that fit in the batch, first come first served (caller holds the lock).

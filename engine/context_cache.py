@@ -1,5 +1,5 @@
-"""Keys/values of each active canvas's context, in fixed slots of one preallocated cache, and an LRU of prefix
-chunks that later requests reuse exactly.
+"""Keys/values of each active canvas's context, in fixed slots of one preallocated cache, and LRUs (bounded in
+bytes) of prefix chunks that later requests reuse exactly and of suffixes the next keystroke reuses.
 
 A request's context lives in one slot for its whole life: joining or leaving a batch copies nothing, and a
 CUDA graph captured over the slot tensors stays valid. The prefix is encoded in fixed chunks straight into the
@@ -10,6 +10,7 @@ the prefix.
 
 from __future__ import annotations
 
+import mmap
 from collections import OrderedDict
 
 import torch
@@ -28,8 +29,10 @@ class ContextSlots:
         shape = (slots + 1, config.num_kv_heads, capacity, config.head_dim)
         # Zeros, not empty: keys past a row's length are masked, but a NaN in them would still poison the
         # reference attention's weighted sum (0 * NaN).
-        self.k = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(config.num_layers)]
-        self.v = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(config.num_layers)]
+        tensors = [_zeros(shape, dtype, device) for _ in range(2 * config.num_layers)]
+        self.k = [t for t, _ in tensors[: config.num_layers]]
+        self.v = [t for t, _ in tensors[config.num_layers :]]
+        self._regions = [region for _, region in tensors]  # in the order of self.k + self.v
         self.capacity = capacity
         self.scratch = slots
         self.length = torch.zeros(slots + 1, dtype=torch.long, device=device)
@@ -64,16 +67,44 @@ class ContextSlots:
         self.lead[slot] = 0 if lead is None else lead
         self.has_lead[slot] = lead is not None
 
+    @property
+    def slot_bytes(self) -> int:
+        """Bytes of keys/values one slot holds at full capacity, over all layers."""
+        return sum(t[0].numel() * t.element_size() for t in self.k + self.v)
+
+    def drop_slot(self, slot: int) -> bool:
+        """Give a free slot's pages back to the system (they read as zeros again and cost nothing until written);
+        True where the slot lives in such pages (CPU), False on a device."""
+        for t, region in zip(self.k + self.v, self._regions):
+            if region is not None:
+                size = t[0].numel() * t.element_size()
+                region.madvise(mmap.MADV_DONTNEED, slot * size, size)
+        return self._regions[0] is not None
+
+
+def _zeros(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, mmap.mmap | None]:
+    """A zeroed tensor; on a CPU in an anonymous mapping of its own (returned beside it), whose pages the system
+    hands out zeroed on first touch: slots no request has used cost no memory, and freed ones can be handed back."""
+    if torch.device(device).type != "cpu":
+        return torch.zeros(shape, dtype=dtype, device=device), None
+    size = torch.Size(shape).numel() * torch.empty((), dtype=dtype).element_size()
+    region = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    return torch.frombuffer(region, dtype=torch.uint8).view(dtype).view(shape), region  # the tensor keeps it alive
+
 
 class PrefixCache:
-    """An LRU of chunk-aligned prefix keys/values, keyed by their tokens; encodes into a context slot."""
+    """An LRU of prefix chunks' keys/values, each keyed by every token up to its end (so a chunk is reused only
+    after the very same tokens), bounded in bytes; encodes a prefix into a context slot.
 
-    def __init__(self, model: Transformer, slots: ContextSlots, chunk_size: int = 64, max_entries: int = 8):
+    Chunks, not whole prefixes: two requests in one document share their leading chunks, held once."""
+
+    def __init__(self, model: Transformer, slots: ContextSlots, chunk_size: int = 64, max_bytes: int = 32 * 2**20):
         self.model = model
         self.slots = slots
         self.chunk_size = chunk_size
-        self.max_entries = max_entries
+        self.max_bytes = max_bytes
         self.entries: OrderedDict[tuple[int, ...], list[LayerKV]] = OrderedDict()
+        self.bytes = 0
         self.tokens_reused = 0
         self.tokens_computed = 0
 
@@ -83,16 +114,14 @@ class PrefixCache:
 
     def encode_into(self, ids: list[int], slot: int) -> None:
         """Keys/values for `ids` (a multiple of the chunk size) in positions [0, len(ids)) of a slot, reusing the
-        longest cached match."""
-        key = tuple(ids)
-        reuse, reused_kv = 0, None
-        for cached, kv in self.entries.items():
-            common = _common_prefix(cached, key) // self.chunk_size * self.chunk_size
-            if common > reuse:
-                reuse, reused_kv = common, kv
-        for k, v, (cached_k, cached_v) in zip(self.slots.k, self.slots.v, reused_kv or []):
-            k[slot, :, :reuse] = cached_k[:, :reuse]
-            v[slot, :, :reuse] = cached_v[:, :reuse]
+        longest cached run of leading chunks."""
+        size, reuse, used = self.chunk_size, 0, []
+        while reuse < len(ids) and (key := tuple(ids[: reuse + size])) in self.entries:
+            for k, v, (cached_k, cached_v) in zip(self.slots.k, self.slots.v, self.entries[key]):
+                k[slot, :, reuse : reuse + size] = cached_k
+                v[slot, :, reuse : reuse + size] = cached_v
+            used.append(key)
+            reuse += size
         if reuse < len(ids):
             # Every new chunk in one forward, each attending to the chunks before it and itself: the same keys
             # and values as encoding them one by one, at one launch sequence's cost.
@@ -100,22 +129,27 @@ class PrefixCache:
             chunks = torch.tensor([ids[reuse:]], device=device)
             positions = torch.arange(reuse, len(ids), device=device)[None]
             past = self.slots.layers(slot, slot + 1, reuse) if reuse else None
-            _, kv = self.model.forward_window(chunks, positions, past=past, block=self.chunk_size)
+            _, kv = self.model.forward_window(chunks, positions, past=past, block=size)
             self.slots.write(slot, reuse, kv)
+            for at in range(reuse, len(ids), size):
+                key = tuple(ids[: at + size])
+                if key in self.entries:  # outlived the chunk before it
+                    self.bytes -= _kv_bytes(self.entries[key])
+                self.entries[key] = _packed([(k[slot, :, at : at + size], v[slot, :, at : at + size])
+                                             for k, v in zip(self.slots.k, self.slots.v)])
+                self.bytes += _kv_bytes(self.entries[key])
+                used.append(key)
         self.tokens_reused += reuse
         self.tokens_computed += len(ids) - reuse
-        if not ids:
-            return
-        if reuse < len(ids) or key not in self.entries:
-            self.entries[key] = [(k[slot, :, : len(ids)].clone(), v[slot, :, : len(ids)].clone())
-                                 for k, v in zip(self.slots.k, self.slots.v)]
-        self.entries.move_to_end(key)
-        while len(self.entries) > self.max_entries:
-            self.entries.popitem(last=False)
+        # The deepest chunk is the least recent of the run: eviction takes it before the chunks it hangs from.
+        for key in reversed(used):
+            self.entries.move_to_end(key)
+        while self.bytes > self.max_bytes and self.entries:
+            self.bytes -= _kv_bytes(self.entries.popitem(last=False)[1])
 
 
 class SuffixCache:
-    """An LRU of suffix keys/values from first steps, for the next keystroke at the same place.
+    """An LRU of suffix keys/values from first steps, for the next keystroke at the same place; bounded in bytes.
 
     Typing changes the prefix, never the suffix: the suffix's keys/values from the previous request's first step
     (computed over an all-mask canvas, the prefix one keystroke shorter) are reused, rotated to their new
@@ -123,9 +157,10 @@ class SuffixCache:
     approximation, like the prefix chunks that do not see the suffix; `EngineSettings.reuse_suffix` turns it off.
     """
 
-    def __init__(self, max_entries: int = 8) -> None:
-        self.max_entries = max_entries
+    def __init__(self, max_bytes: int = 16 * 2**20) -> None:
+        self.max_bytes = max_bytes
         self.entries: OrderedDict[tuple[int, ...], tuple[int, list[LayerKV]]] = OrderedDict()
+        self.bytes = 0
         self.hits = 0
 
     def get(self, suffix_ids: list[int]) -> tuple[int, list[LayerKV]] | None:
@@ -137,15 +172,22 @@ class SuffixCache:
         return entry
 
     def put(self, suffix_ids: list[int], start: int, kv: list[LayerKV]) -> None:
-        self.entries[tuple(suffix_ids)] = (start, [(k.clone(), v.clone()) for k, v in kv])
-        self.entries.move_to_end(tuple(suffix_ids))
-        while len(self.entries) > self.max_entries:
-            self.entries.popitem(last=False)
+        key = tuple(suffix_ids)
+        if key in self.entries:
+            self.bytes -= _kv_bytes(self.entries[key][1])
+        self.entries[key] = (start, _packed(kv))
+        self.bytes += _kv_bytes(self.entries[key][1])
+        self.entries.move_to_end(key)
+        while self.bytes > self.max_bytes and self.entries:
+            self.bytes -= _kv_bytes(self.entries.popitem(last=False)[1][1])
 
 
-def _common_prefix(a: tuple[int, ...], b: tuple[int, ...]) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
+def _packed(kv: list[LayerKV]) -> list[LayerKV]:
+    """A copy of every layer's keys/values in one block: a cached entry is one large allocation, which the C heap
+    maps on its own and unmaps when the entry is evicted, not hundreds of small ones that fragment it."""
+    block = torch.stack([t for pair in kv for t in pair])
+    return [(block[2 * i], block[2 * i + 1]) for i in range(len(kv))]
+
+
+def _kv_bytes(kv: list[LayerKV]) -> int:
+    return sum(t.numel() * t.element_size() for pair in kv for t in pair)

@@ -59,7 +59,9 @@ class EngineSettings:
     max_extra_tokens: int = 1024
     max_context_tokens: int = 4096  # header + extra context + prefix + suffix: the cache's capacity per slot
     chunk_size: int = 64  # prefix chunk for exact key/value reuse across requests
-    prefix_cache_entries: int = 8
+    # Bytes the prefix-chunk and suffix caches may hold together (None: 48 MB on a CPU, 1 GB on a GPU); the
+    # prefix chunks get three quarters.
+    context_cache_mb: float | None = None
     refresh_every: int = 0  # recompute tail/suffix keys/values every N steps (0 = only when the canvas changes length)
     reuse_suffix: bool = True  # first steps reuse the previous keystroke's suffix keys/values (SuffixCache)
     heal_suffix: bool = True  # a cursor inside a word: the suffix tokenizes after the word (encode_suffix)
@@ -78,6 +80,12 @@ class EngineSettings:
     tail_threshold: float | None = 0.7
     confidence: str = "probability"  # the measure thresholds apply to: probability, margin or entropy
     cuda_graphs: bool = True  # capture each bucket's step on CUDA (warm_up)
+
+
+    def context_cache_bytes(self, device: torch.device) -> int:
+        """The byte bound of the prefix-chunk and suffix caches on this device."""
+        mb = self.context_cache_mb if self.context_cache_mb is not None else 48 if device.type == "cpu" else 1024
+        return int(mb * 2**20)
 
 
 @dataclass
@@ -162,8 +170,9 @@ class InfillEngine:
         # Room for MAX_CANVAS new tokens and the healed token.
         self.canvases = CanvasSlots.allocate(s.max_batch + 1, MAX_CANVAS + 1, config.vocab_size, self.device)
         self.tables = VocabTables(self.vocab, config.vocab_size, self.device)
-        self.prefix_cache = PrefixCache(self.model, self.context, s.chunk_size, s.prefix_cache_entries)
-        self.suffix_cache = SuffixCache(s.prefix_cache_entries)
+        cache_bytes = s.context_cache_bytes(self.device)
+        self.prefix_cache = PrefixCache(self.model, self.context, s.chunk_size, int(cache_bytes * 0.75))
+        self.suffix_cache = SuffixCache(int(cache_bytes * 0.25))
         self.canvas_step = CanvasStep(self.model, self.context, self.canvases, self.tables, s.max_batch,
                                       s.confidence, graphs=s.cuda_graphs)
         self._free_slots = list(range(s.max_batch))

@@ -44,14 +44,14 @@ def dtype_bytes(dtype: torch.dtype) -> int:
 
 
 def memory_need(config: ModelConfig, dtype: torch.dtype, max_batch: int, context_tokens: int,
-                prefix_tokens: int, suffix_tokens: int, cache_entries: int) -> MemoryNeed:
+                cache_bytes: int) -> MemoryNeed:
     """Bytes for the weights, for what the engine preallocates, and for what its caches may add with use."""
     size = dtype_bytes(dtype)
     capacity = min(config.max_position_embeddings, context_tokens)
     kv_per_token = 2 * config.num_layers * config.num_kv_heads * config.head_dim * size  # keys and values
     slots = max_batch + 1  # the last is scratch for padding rows
     context = slots * capacity * kv_per_token
-    remembered = cache_entries * (prefix_tokens + suffix_tokens) * kv_per_token  # prefix chunks, suffixes
+    remembered = cache_bytes  # prefix chunks and suffixes, bounded in bytes
     width = MAX_CANVAS + 1
     canvases = slots * width * (8 + 4 + 2) + 2 * slots * config.vocab_size  # ids, confidence, flags; vocab masks
     logits = max_batch * width * config.vocab_size * 4  # the widest step's float32 logits

@@ -5,9 +5,13 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from typing import TYPE_CHECKING
 
 import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+if TYPE_CHECKING:
+    from mercury_lsp.engine.infill import InfillEngine
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 STEP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
@@ -82,7 +86,30 @@ class EngineMetrics:
                                registry=registry)
         self.graph_captures = Gauge("mercury_cuda_graph_captures", "Step graphs captured (at start-up only).",
                                     registry=registry)
+        # process_resident_memory_bytes and the other process_* series (Linux /proc; nothing elsewhere).
+        prometheus_client.ProcessCollector(registry=registry)
+        self.cache_bytes = Gauge("mercury_context_cache_bytes", "Bytes held by the context caches, by cache.",
+                                 ["cache"], registry=registry)
+        self.cache_limit = Gauge("mercury_context_cache_limit_bytes", "What each context cache may hold.",
+                                 ["cache"], registry=registry)
         self.set_model("loading")
+
+    def watch_memory(self, engine: InfillEngine) -> None:
+        """Read the engine's cache sizes, and on CUDA its device memory, at every scrape."""
+        for name, cache in (("prefix", engine.prefix_cache), ("suffix", engine.suffix_cache)):
+            self.cache_bytes.labels(cache=name).set_function(lambda cache=cache: cache.bytes)
+            self.cache_limit.labels(cache=name).set(cache.max_bytes)
+        if engine.device.type != "cuda":
+            return
+        import torch
+
+        device = engine.device
+        allocated = Gauge("mercury_cuda_memory_allocated_bytes", "Device memory held by live tensors.",
+                          registry=self.registry)
+        allocated.set_function(lambda: torch.cuda.memory_allocated(device))
+        reserved = Gauge("mercury_cuda_memory_reserved_bytes", "Device memory held by the caching allocator.",
+                         registry=self.registry)
+        reserved.set_function(lambda: torch.cuda.memory_reserved(device))
 
     def count_request(self, endpoint: str, status: int) -> None:
         self.requests.labels(endpoint=endpoint, status=str(status)).inc()

@@ -22,7 +22,7 @@ def load_model(spec: str | None, device: str, settings: EngineSettings,
     target = pick_device(device)
     dtype = pick_dtype(target)
     need = memory_need(layout.config, dtype, settings.max_batch, settings.max_context_tokens,
-                       settings.max_prefix_tokens, settings.max_suffix_tokens, settings.prefix_cache_entries)
+                       settings.context_cache_bytes(target))
     check_memory(need, target, dtype, settings.max_batch)
     loaded = load_checkpoint(resolved.folder, device=str(target), dtype=dtype, layout=layout)
     if resolved.source.repo_id is not None:

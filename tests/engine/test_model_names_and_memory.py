@@ -55,8 +55,8 @@ def test_the_cache_estimate_covers_what_the_engine_allocates(tiny_checkpoint: Pa
     allocated += sum(t.numel() * t.element_size() for t in vars(engine.canvases).values()
                      if isinstance(t, torch.Tensor))
     config = read_layout(tiny_checkpoint).config
-    need = memory_need(config, torch.float32, 4, settings.max_context_tokens, settings.max_prefix_tokens,
-                       settings.max_suffix_tokens, settings.prefix_cache_entries)
+    need = memory_need(config, torch.float32, 4, settings.max_context_tokens,
+                       settings.context_cache_bytes(torch.device("cpu")))
     weights = sum(p.numel() * p.element_size() for p in loaded.model.parameters())
     assert need.weights == weights
     assert allocated <= need.caches
@@ -66,7 +66,7 @@ def test_a_7b_estimate_matches_its_published_size() -> None:
     """Qwen2.5-7B's shape (Dream-Coder's): 15.2 GB of bf16 weights on the hub page."""
     config = ModelConfig(vocab_size=152064, hidden_size=3584, intermediate_size=18944, num_layers=28, num_heads=28,
                          num_kv_heads=4, head_dim=128, max_position_embeddings=131072)
-    need = memory_need(config, torch.bfloat16, 16, 4096, 3072, 1024, 8)
+    need = memory_need(config, torch.bfloat16, 16, 4096, 1 << 30)  # a GPU engine's default cache bound
     assert 15.0e9 < need.weights < 15.4e9
     assert 4e9 < need.caches < 8e9 and 1e9 < need.growth < 3e9
 
@@ -74,7 +74,7 @@ def test_a_7b_estimate_matches_its_published_size() -> None:
 def test_the_check_refuses_with_both_numbers_and_the_ways_out(monkeypatch: pytest.MonkeyPatch) -> None:
     config = ModelConfig(vocab_size=1000, hidden_size=64, intermediate_size=128, num_layers=2, num_heads=4,
                          num_kv_heads=2, head_dim=16)
-    need = memory_need(config, torch.float32, 16, 4096, 3072, 1024, 8)
+    need = memory_need(config, torch.float32, 16, 4096, 48 << 20)
     monkeypatch.setenv("MERCURY_MEMORY_AVAILABLE", "1M")
     with pytest.raises(CheckpointError) as refused:
         check_memory(need, torch.device("cpu"), torch.float32, 16)

@@ -58,7 +58,7 @@ async def _thousand_requests(tiny_checkpoint) -> None:
         while batcher.busy:
             await asyncio.sleep(0.02)
         assert batcher._engine.slots_in_use == 0
-        assert len(batcher._engine.prefix_cache.entries) <= batcher._engine.settings.prefix_cache_entries
+        assert batcher._engine.prefix_cache.bytes <= batcher._engine.prefix_cache.max_bytes
     finally:
         batcher.stop()
 

@@ -3,6 +3,8 @@ type, cumulative buckets, escaped labels and the windowed token rate."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -27,6 +29,15 @@ FAMILIES = {
     "mercury_request_steps": "histogram",
     "mercury_answer_tokens": "counter",
     "mercury_tokens_per_step": "gauge",
+    "mercury_context_cache_bytes": "gauge",
+    "mercury_context_cache_limit_bytes": "gauge",
+    # prometheus_client's process collector (Linux)
+    "process_virtual_memory_bytes": "gauge",
+    "process_resident_memory_bytes": "gauge",
+    "process_start_time_seconds": "gauge",
+    "process_cpu_seconds": "counter",
+    "process_open_fds": "gauge",
+    "process_max_fds": "gauge",
 }
 SAMPLES = {
     "mercury_requests_total", "mercury_generated_tokens_total", "mercury_steps_total", "mercury_queue_depth",
@@ -68,6 +79,32 @@ def test_tokens_per_step_counts_each_answer_against_its_steps() -> None:
     assert metric(text, "mercury_tokens_per_step") == round(7 / 6, 4)
     assert metric(text, "mercury_request_steps_bucket", 'le="2.0"') == 1
     assert metric(text, "mercury_generated_tokens_total") == 10
+
+
+def resident_bytes(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line for line in status.splitlines() if line.startswith("VmRSS:")).split()[1]) * 1024
+
+
+async def test_metrics_report_the_processes_memory_and_the_caches_bounds(shared_engine):
+    async with aiohttp.ClientSession() as session:
+        for typed in ("def area(radius", "def area(radius)", "def area(radius):"):
+            body = {"prefix": "import math\n" * 40 + typed, "suffix": "\n\nprint(area(2))\n", "max_tokens": 4}
+            async with session.post(shared_engine.url + "/v1/infill", json=body) as done:
+                assert done.status == 200
+        async with session.get(shared_engine.url + "/metrics") as response:
+            text = await response.text()
+        async with session.get(shared_engine.url + "/health") as response:
+            memory = (await response.json())["memory"]
+    rss = metric(text, "process_resident_memory_bytes")
+    assert 0.8 < rss / resident_bytes(shared_engine.process.pid) < 1.25  # the engine's own RSS, read at the scrape
+    for cache in ("prefix", "suffix"):
+        held = metric(text, "mercury_context_cache_bytes", f'cache="{cache}"')
+        limit = metric(text, "mercury_context_cache_limit_bytes", f'cache="{cache}"')
+        assert 0 < held <= limit
+        assert memory[f"{cache}_cache"]["max_mb"] == round(limit / 2**20, 1)
+    assert memory["context_slots"]["slots"] == 16 and memory["context_slots"]["mb_per_slot"] > 0
+    assert "mercury_cuda_memory_allocated_bytes" not in text  # a CPU engine has no device memory to report
 
 
 async def test_serve_takes_the_engines_step_options(start_engine):

@@ -1,0 +1,66 @@
+"""What the engine holds: CPU context slots resident only where written and handed back, caches within their
+bytes, and the model built for loading without importing torch's symbolic-shape stack."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from mercury_lsp.engine.checkpoint import load_checkpoint
+from mercury_lsp.engine.context_cache import ContextSlots
+from mercury_lsp.engine.infill import EngineSettings, InfillEngine, InfillRequest
+from mercury_lsp.engine.model import ModelConfig
+
+SOURCE = "".join(f"def f{i}(x):\n    return x * {i} + total\n\n" for i in range(40))
+
+
+def resident_mb() -> float:
+    for line in Path("/proc/self/smaps_rollup").read_text().splitlines():
+        if line.startswith("Rss:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no Rss line")
+
+
+def test_cpu_slots_are_resident_only_where_written_and_handed_back():
+    config = ModelConfig(vocab_size=64, hidden_size=256, intermediate_size=512, num_layers=4, num_heads=4,
+                         num_kv_heads=4, head_dim=64, max_position_embeddings=4096)
+    before = resident_mb()
+    slots = ContextSlots(config, 8, 4096, torch.float32, torch.device("cpu"))
+    assert slots.slot_bytes == 4 * 2 * 4 * 4096 * 64 * 4  # 32 MB a slot, 288 MB for the nine
+    assert resident_mb() - before < 8  # reserved, not resident
+    for k, v in zip(slots.k, slots.v):
+        k[3].fill_(1.0)
+        v[3].fill_(2.0)
+    written = resident_mb()
+    assert written - before > 28
+    assert slots.drop_slot(3)
+    assert written - resident_mb() > 28  # the pages went back
+    assert all(bool((k[3] == 0).all()) and bool((v[3] == 0).all()) for k, v in zip(slots.k, slots.v))
+
+
+def test_caches_stay_within_their_bytes_and_documents_share_prefix_chunks(tiny_checkpoint):
+    loaded = load_checkpoint(tiny_checkpoint, device="cpu")
+    engine = InfillEngine(loaded, EngineSettings(chunk_size=16, context_cache_mb=0.05))
+    prefix, suffix = engine.prefix_cache, engine.suffix_cache
+    assert prefix.max_bytes + suffix.max_bytes <= 0.05 * 2**20
+    for cut in range(200, len(SOURCE), 97):  # jumping around one document, then typing at each place
+        for typed in range(3):
+            engine.infill(InfillRequest(prefix=SOURCE[: cut + typed], suffix=SOURCE[cut + typed :], max_tokens=4))
+            assert 0 < prefix.bytes <= prefix.max_bytes and suffix.bytes <= suffix.max_bytes
+    assert prefix.bytes == sum(t.numel() * t.element_size() for kv in prefix.entries.values() for p in kv for t in p)
+    # Two places in one document: the second computes only the chunks past their common start.
+    roomy = InfillEngine(loaded, EngineSettings(chunk_size=16))
+    roomy.infill(InfillRequest(prefix=SOURCE[:1200], max_tokens=4))
+    computed = roomy.prefix_cache.tokens_computed
+    roomy.infill(InfillRequest(prefix=SOURCE[:1000], max_tokens=4))
+    assert roomy.prefix_cache.tokens_computed - computed <= 16  # the chunks before 1000 were all there
+
+
+def test_a_model_built_for_loading_imports_no_sympy(tiny_checkpoint):
+    code = ("import sys; from mercury_lsp.engine.checkpoint import load_checkpoint; "
+            f"load_checkpoint({str(tiny_checkpoint)!r}, device='cpu'); print('sympy' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "False", done.stderr[-2000:]

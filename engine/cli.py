@@ -51,9 +51,9 @@ def add_confidence_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--filler-threshold", type=filler_threshold, default=0.7,
                         help="confidence a position needs to join the filler at the canvas end, capped by the "
                              "threshold; 'none' uses the threshold (default: 0.7)")
-    parser.add_argument("--tail-threshold", type=filler_threshold, default=0.7,
+    parser.add_argument("--tail-threshold", type=filler_threshold, default=0.9,
                         help="length first: commit the canvas end as filler where the chance that the answer "
-                             "already ended passes this; 'none' turns it off, the rule before (default: 0.7)")
+                             "already ended passes this; 'none' turns it off, the rule before (default: 0.9)")
 
 
 def filler_threshold(text: str) -> float | None:

@@ -77,7 +77,7 @@ class EngineSettings:
     filler_threshold: float | None = 0.7
     # Length first: filler at the canvas end is committed where the answer has ended with this probability
     # (sampler.filler_tail). None restores the rule before it (filler only grows from the right edge).
-    tail_threshold: float | None = 0.7
+    tail_threshold: float | None = 0.9
     confidence: str = "probability"  # the measure thresholds apply to: probability, margin or entropy
     cuda_graphs: bool = True  # capture each bucket's step on CUDA (warm_up)
 

@@ -113,6 +113,7 @@ def test_length_first_commits_the_filler_tail_in_the_first_step(vocab, shifted):
 
     engine, _, truth = scripted_engine(vocab, "x = ", "total + 1", content_p=0.6, shifted=shifted,
                                        overrides=overrides)
+    engine.settings.tail_threshold = 0.7
     request = InfillRequest(prefix="x = ", max_tokens=32)
     jobs = engine.start(request)
     committed_filler = engine.canvases.committed_filler[jobs[0].slot, : jobs[0].length]

@@ -25,6 +25,7 @@ demo: $(VENV)/.installed
 # kernels/ folder shadows Hugging Face's package of that name (tests/test_no_shadowing.py).
 test: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
+	bash tests/install-system-packages.sh
 	$(VENV)/bin/pytest -q --ignore=tests/editors  # editors/ci.sh runs those after installing nvim
 	@if [ -x editors/ci.sh ]; then bash editors/ci.sh; fi
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from mercury_lsp.engine.api.completions import apply_stop, streamable_length
+from mercury_lsp.engine.api.completions import apply_stop
 from mercury_lsp.engine.api.llama_cpp import (
     InfillFigures,
     LlamaInfillRequest,
@@ -20,6 +20,7 @@ from mercury_lsp.engine.api.llama_cpp import (
 from mercury_lsp.engine.routes.plumbing import (
     BATCHER_KEY,
     ApiError,
+    SettledTextStream,
     checked,
     read_json,
     run_request,
@@ -45,23 +46,15 @@ def _shaped(asked: LlamaInfillRequest, answer: dict) -> dict:
     return select_fields(answer, asked.response_fields) if asked.response_fields else answer
 
 
-class _SseStream:
+class _SseStream(SettledTextStream):
     """One request's pieces as the canvas settles (held back where a stop string could begin), then the last."""
 
     def __init__(self, asked: LlamaInfillRequest, model: str, response: web.StreamResponse) -> None:
-        self.asked, self.model, self.response = asked, model, response
-        self.sent = ""
-        self.stopped = False
+        super().__init__(asked.stop, response)
+        self.asked, self.model = asked, model
 
-    async def progress(self, settled: list[str]) -> None:
-        text = settled[0]
-        if self.stopped or not text.startswith(self.sent):
-            return
-        length, self.stopped = streamable_length(text, self.asked.stop)
-        if length > len(self.sent):
-            piece = infill_json(text[len(self.sent) : length], InfillFigures(0, 0, 0.0), self.model, "", "", False)
-            await self.response.write(sse_event(piece))
-            self.sent = text[:length]
+    async def write_piece(self, piece: str) -> None:
+        await self.response.write(sse_event(infill_json(piece, InfillFigures(0, 0, 0.0), self.model, "", "", False)))
 
     async def finish(self, result: InfillResult) -> None:
         answer = _answer(self.asked, result, self.model)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from mercury_lsp.engine.api.completions import apply_stop, streamable_length
+from mercury_lsp.engine.api.completions import apply_stop
 from mercury_lsp.engine.api.ollama import (
     OLLAMA_VERSION,
     GenerateRequest,
@@ -30,6 +30,7 @@ from mercury_lsp.engine.api.ollama import (
 from mercury_lsp.engine.routes.plumbing import (
     BATCHER_KEY,
     ApiError,
+    SettledTextStream,
     checked,
     read_json,
     run_request,
@@ -49,24 +50,17 @@ def _reason(result: InfillResult, generate: GenerateRequest, stopped: bool) -> s
     return "stop" if stopped or result.tokens < generate.infill.max_tokens else "length"
 
 
-class _NdjsonStream:
+class _NdjsonStream(SettledTextStream):
     """One generate request's lines: the text as it settles (held back where a stop string could begin), then the
     line with `done` and the figures. An error ends the stream with Ollama's `{"error": "..."}` line."""
 
     def __init__(self, generate: GenerateRequest, model: str, response: web.StreamResponse) -> None:
-        self.generate, self.model, self.response = generate, model, response
+        super().__init__(generate.stop, response)
+        self.generate, self.model = generate, model
         self.created = time.time()
-        self.sent = ""
-        self.stopped = False
 
-    async def progress(self, settled: list[str]) -> None:
-        text = settled[0]
-        if self.stopped or not text.startswith(self.sent):
-            return
-        length, self.stopped = streamable_length(text, self.generate.stop)
-        if length > len(self.sent):
-            await self.response.write(_line(generate_chunk(self.model, self.created, text[len(self.sent) : length])))
-            self.sent = text[:length]
+    async def write_piece(self, piece: str) -> None:
+        await self.response.write(_line(generate_chunk(self.model, self.created, piece)))
 
     async def finish(self, result: InfillResult) -> None:
         text, stopped = apply_stop(result.text, self.generate.stop)

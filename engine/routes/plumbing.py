@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from aiohttp import web
 
+from mercury_lsp.engine.api.completions import streamable_length
 from mercury_lsp.engine.api.validation import RequestError
 from mercury_lsp.engine.batcher import (
     Batcher,
@@ -187,6 +188,28 @@ def sse_event(payload: dict[str, Any] | str) -> bytes:
     """One server-sent event."""
     data = payload if isinstance(payload, str) else json.dumps(payload, separators=(",", ":"))
     return f"data: {data}\n\n".encode()
+
+
+class SettledTextStream:
+    """The first candidate's text written as its canvas settles from the left, held back where one of `stop` could
+    still begin; a route says how a piece is written (`write_piece`) and how the stream ends."""
+
+    def __init__(self, stop: tuple[str, ...], response: web.StreamResponse) -> None:
+        self.stop, self.response = stop, response
+        self.sent = ""
+        self.stopped = False
+
+    async def write_piece(self, piece: str) -> None:
+        raise NotImplementedError
+
+    async def progress(self, settled: list[str]) -> None:
+        text = settled[0]
+        if self.stopped or not text.startswith(self.sent):
+            return
+        length, self.stopped = streamable_length(text, self.stop)
+        if length > len(self.sent):
+            await self.write_piece(text[len(self.sent) : length])
+            self.sent = text[:length]
 
 
 class StreamWriter(Protocol):

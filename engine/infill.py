@@ -81,7 +81,6 @@ class EngineSettings:
     confidence: str = "probability"  # the measure thresholds apply to: probability, margin or entropy
     cuda_graphs: bool = True  # capture each bucket's step on CUDA (warm_up)
 
-
     def context_cache_bytes(self, device: torch.device) -> int:
         """The byte bound of the prefix-chunk and suffix caches on this device."""
         mb = self.context_cache_mb if self.context_cache_mb is not None else 48 if device.type == "cpu" else 1024

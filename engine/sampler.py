@@ -191,8 +191,8 @@ def filler_tail(logits: torch.Tensor, filler_ids: torch.Tensor, masked: torch.Te
     forward, the chance that the answer is exactly L tokens long is proportional to prod_{i<L} (1 - f_i) *
     prod_{j>=L} f_j (committed positions count as certain), and position j is filler when the answer ended at
     or before it. Positions where that passes the threshold are committed as filler at once, so a short answer
-    in a wide canvas costs no steps on the filler beside it: the canvas shrinks to the answer's length after the
-    first forward (the idea of CAL's length choice, without a second model)."""
+    in a wide canvas spends its steps on the answer rather than on the filler beside it (the idea of CAL's
+    length choice, without a second model)."""
     scores = logits.float()
     log_f = scores[:, :, filler_ids].logsumexp(-1) - scores.logsumexp(-1)
     log_not_f = torch.log1p(-log_f.exp().clamp(max=1 - 1e-6))

@@ -68,6 +68,14 @@ def filler_threshold(text: str) -> float | None:
     return value
 
 
+def commit_threshold(text: str) -> float:
+    """--threshold: a number in (0, 1]."""
+    value = filler_threshold(text)
+    if value is None:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}")
+    return value
+
+
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="a model folder, a short name from `mercury-engine models`, or a hub id "
                                         "org/name[@revision] (default: the bundled model)")

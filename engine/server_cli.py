@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from mercury_lsp.engine import daemon
-from mercury_lsp.engine.cli import add_confidence_option, add_model_options
+from mercury_lsp.engine.cli import add_confidence_option, add_model_options, commit_threshold
 from mercury_lsp.engine.errors import UsageError
 from mercury_lsp.engine.model_source import parse_model
 
@@ -167,7 +167,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument("--no-cuda-graphs", action="store_true",
                        help="run each denoising step eagerly instead of replaying graphs captured at start-up")
     add_confidence_option(serve)
-    serve.add_argument("--threshold", type=float, default=None,
+    serve.add_argument("--threshold", type=commit_threshold, default=None,
                         help="commit threshold for requests that name none (default: the model's calibrated one, "
                              "else 0.9)")
     serve.add_argument("--refresh-every", type=int, default=0, metavar="N",

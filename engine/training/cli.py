@@ -7,7 +7,12 @@ import json
 import sys
 from pathlib import Path
 
-from mercury_lsp.engine.cli import UsageError, add_confidence_option, add_model_options
+from mercury_lsp.engine.cli import (
+    UsageError,
+    add_confidence_option,
+    add_model_options,
+    commit_threshold,
+)
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 
@@ -45,7 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--suffix-tokens", type=int, default=256, help="suffix budget (language server default)")
     evaluate.add_argument("--common", action="store_true", help="also complete the everyday-code prompts")
     add_confidence_option(evaluate)
-    evaluate.add_argument("--threshold", type=float, default=None,
+    evaluate.add_argument("--threshold", type=commit_threshold, default=None,
                         help="commit threshold for requests that name none (default: the model's calibrated one, "
                              "else 0.9)")
     evaluate.add_argument("--exact-context", action="store_true",

@@ -111,6 +111,17 @@ def test_bad_threshold(capsys, source, tiny_checkpoint):
     assert_one_line_error(code, err, "threshold")
 
 
+@pytest.mark.parametrize("command", ["serve", "eval"])
+@pytest.mark.parametrize(("option", "value"), [("--threshold", "1.5"), ("--threshold", "none"),
+                                               ("--tail-threshold", "0"), ("--tail-threshold", "often")])
+def test_engine_wide_thresholds_out_of_range_are_refused(capsys, command, option, value):
+    with pytest.raises(SystemExit) as exited:
+        main([command, option, value])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {option}:" in err and "Traceback" not in err
+
+
 def _copy(checkpoint: Path, tmp_path: Path) -> Path:
     folder = tmp_path / "model"
     shutil.copytree(checkpoint, folder)

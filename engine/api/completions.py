@@ -17,6 +17,7 @@ from typing import Any, Literal
 from mercury_lsp.engine.api import fim_templates
 from mercury_lsp.engine.api.file_header import extra_file, file_header, language_of
 from mercury_lsp.engine.api.infill import (
+    MAX_CANVAS,
     Completion,
     InfillAnswer,
     InfillRequest,
@@ -26,11 +27,24 @@ from mercury_lsp.engine.api.infill import (
     answer_ms,
     parse_infill,
 )
+from mercury_lsp.engine.api.validation import is_int
 
 Route = Literal["completions", "fim"]
 ROUTE_PATHS: dict[Route, str] = {"completions": "/v1/completions", "fim": "/v1/fim/completions"}
 
 DEFAULT_MAX_TOKENS = 64  # OpenAI's default is 16 and Inception's 512; an editor's completion wants 64
+
+
+def predicted_tokens(value: Any, name: str) -> int:
+    """A token budget in llama.cpp's and Ollama's convention: a negative one (until the end of text, or fill the
+    context) is the engine's default canvas, and more than the canvas holds is served as the most it holds."""
+    if value is None:
+        return DEFAULT_MAX_TOKENS
+    if not is_int(value):
+        raise RequestError(f"Field '{name}' must be an integer.")
+    return DEFAULT_MAX_TOKENS if value < 0 else min(value, MAX_CANVAS)
+
+
 # Inception's documented default for /v1/fim/completions: stop at code-block boundaries.
 FIM_DEFAULT_STOP = ("\n\n", "\n \n")
 MAX_STOP_STRINGS = 16

@@ -13,10 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from mercury_lsp.engine.api.completions import DEFAULT_MAX_TOKENS
+from mercury_lsp.engine.api.completions import predicted_tokens
 from mercury_lsp.engine.api.file_header import extra_file
-from mercury_lsp.engine.api.infill import MAX_CANVAS, InfillRequest, parse_infill
-from mercury_lsp.engine.api.validation import RequestError, is_int, text_field
+from mercury_lsp.engine.api.infill import InfillRequest, parse_infill
+from mercury_lsp.engine.api.validation import RequestError, text_field
 
 MAX_EXTRA_CHUNKS = 256
 MAX_STOP_STRINGS = 16
@@ -49,16 +49,6 @@ def _extra_context(body: dict[str, Any]) -> str:
     return "".join(parts)
 
 
-def _n_predict(body: dict[str, Any]) -> int:
-    """llama.cpp's -1 (until the end of text) is the engine's default canvas; more than the canvas holds is served
-    as the most it holds."""
-    value = body.get("n_predict")
-    if value is None:
-        return DEFAULT_MAX_TOKENS
-    if not is_int(value):
-        raise RequestError("Field 'n_predict' must be an integer.")
-    return DEFAULT_MAX_TOKENS if value < 0 else min(value, MAX_CANVAS)
-
 
 def _strings(body: dict[str, Any], name: str, limit: int) -> tuple[str, ...]:
     value = body.get(name)
@@ -82,7 +72,7 @@ def parse_llama_infill(body: Any) -> LlamaInfillRequest:
         "prefix": text_field(body, "input_prefix") + text_field(body, "prompt"),
         "suffix": text_field(body, "input_suffix"),
         "extra_context": _extra_context(body),
-        "max_tokens": _n_predict(body),
+        "max_tokens": predicted_tokens(body.get("n_predict"), "n_predict"),
     }
     if body.get("temperature") is not None:
         fields["temperature"] = body["temperature"]

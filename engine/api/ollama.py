@@ -11,9 +11,9 @@ import datetime
 from dataclasses import dataclass
 from typing import Any
 
-from mercury_lsp.engine.api.completions import DEFAULT_MAX_TOKENS, prompt_fields
-from mercury_lsp.engine.api.infill import MAX_CANVAS, InfillRequest, parse_infill
-from mercury_lsp.engine.api.validation import RequestError, is_int
+from mercury_lsp.engine.api.completions import predicted_tokens, prompt_fields
+from mercury_lsp.engine.api.infill import InfillRequest, parse_infill
+from mercury_lsp.engine.api.validation import RequestError
 
 # The Ollama release whose API these routes follow; clients compare it with the version a feature needs.
 OLLAMA_VERSION = "0.12.0"
@@ -42,16 +42,6 @@ def _options(body: dict[str, Any]) -> dict[str, Any]:
         raise RequestError("Field 'options' must be an object.")
     return options
 
-
-def _num_predict(options: dict[str, Any]) -> int:
-    """Ollama's -1 (until the end of text) and -2 (fill the context) are the engine's default canvas; more than the
-    canvas holds is served as the most it holds."""
-    value = options.get("num_predict")
-    if value is None:
-        return DEFAULT_MAX_TOKENS
-    if not is_int(value):
-        raise RequestError("Field 'options.num_predict' must be an integer.")
-    return DEFAULT_MAX_TOKENS if value < 0 else min(value, MAX_CANVAS)
 
 
 def _stop(options: dict[str, Any]) -> tuple[str, ...]:
@@ -87,7 +77,7 @@ def parse_generate(body: Any) -> GenerateRequest:
     if not prompt and suffix in (None, ""):
         return GenerateRequest(None, model, stream, stop)
     fields: dict[str, Any] = prompt_fields(prompt) if suffix in (None, "") else {"prefix": prompt, "suffix": suffix}
-    fields["max_tokens"] = _num_predict(options)
+    fields["max_tokens"] = predicted_tokens(options.get("num_predict"), "options.num_predict")
     for name in ("temperature", "seed"):
         if options.get(name) is not None:
             fields[name] = options[name]

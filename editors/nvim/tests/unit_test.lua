@@ -36,6 +36,9 @@ h.test("bad options get one sentence each", function()
     { { keymaps = { jump = "x" } },
       "unknown keymap 'jump'; the keymaps are: accept, accept_line, accept_word, dismiss, next, prev, trigger" },
     { { filetypes = "python" }, "option 'filetypes' must be a list of filetype names or nil" },
+    { { next_edit = { apply = 1 } }, "next_edit.apply must be a key string or false" },
+    { { next_edit = { debounce_ms = -5 } }, "next_edit.debounce_ms must be a number of milliseconds, 0 or more" },
+    { { next_edit = { jump = "x" } }, "unknown next_edit option 'jump'; the options are: apply, debounce_ms, dismiss" },
   }
   for _, case in ipairs(cases) do
     local opts, problem = config.resolve(case[1])
@@ -238,6 +241,62 @@ h.test("an accepted multi-line infill replaces the one line the popup typed", fu
   vim.api.nvim_buf_delete(bufnr, { force = true })
 end)
 
+h.test("next-edit options default to normal-mode <Tab> and <Esc>, and merge key by key", function()
+  local opts = assert(config.resolve({ next_edit = { dismiss = false } }))
+  h.eq({ debounce_ms = 300, apply = "<Tab>", dismiss = false }, opts.next_edit, "next_edit")
+  h.eq(false, opts.settings.nextEdit, "off by default: the server's switch")
+end)
+
+h.test("a next edit is drawn as a diff: old text struck, new text inline or as lines below", function()
+  local view = require("mercury.next_edit_view")
+  local bufnr = vim.api.nvim_create_buf(false, true)
+  vim.api.nvim_buf_set_lines(bufnr, 0, -1, false, { "def add(a, b):", "    item = a + b", "    return result" })
+  local one_line = { start_row = 2, start_col = 11, end_row = 2, end_col = 17, text = "item" }
+  view.draw(bufnr, one_line)
+  local marks = vim.api.nvim_buf_get_extmarks(bufnr, view.namespace, 0, -1, { details = true })
+  h.eq(2, #marks, "a struck range and an inline text")
+  h.eq({ 2, 11, 2, 17, "MercuryNextEditRemoved" }, { marks[1][2], marks[1][3], marks[1][4].end_row, marks[1][4].end_col,
+    marks[1][4].hl_group }, "struck range")
+  h.eq({ { "item", "MercuryNextEditAdded" } }, marks[2][4].virt_text, "inline new text")
+  h.eq("inline", marks[2][4].virt_text_pos, "drawn inside the line")
+  h.truthy(vim.api.nvim_get_hl(0, { name = "MercuryNextEditRemoved" }).strikethrough, "struck through")
+  -- Two lines become three: the lines below show the result, prefix and rest of line included.
+  local two_lines = { start_row = 1, start_col = 4, end_row = 2, end_col = 11, text = "total = a + b\n    print(total)\n    " }
+  h.eq({ "    total = a + b", "    print(total)", "    result" }, view.lines_after(bufnr, two_lines), "lines after")
+  view.draw(bufnr, two_lines)
+  marks = vim.api.nvim_buf_get_extmarks(bufnr, view.namespace, 0, -1, { details = true })
+  h.eq({ { { "    total = a + b", "MercuryNextEditAdded" } }, { { "    print(total)", "MercuryNextEditAdded" } },
+    { { "    result", "MercuryNextEditAdded" } } }, marks[2][4].virt_lines, "virtual lines")
+  view.clear(bufnr)
+  h.eq({}, vim.api.nvim_buf_get_extmarks(bufnr, view.namespace, 0, -1, {}), "cleared")
+  vim.api.nvim_buf_delete(bufnr, { force = true })
+end)
+
+h.test("the next-edit hint names the line and the keys, where the proposal is elsewhere or out of view", function()
+  local view = require("mercury.next_edit_view")
+  local proposal = { start_row = 41, start_col = 0, end_row = 41, end_col = 3, text = "x" }
+  h.eq("next edit on line 42: <Tab> applies, <Esc> dismisses", view.hint_text(proposal, { apply = "<Tab>",
+    dismiss = "<Esc>" }), "both keys")
+  h.eq("next edit on line 42", view.hint_text(proposal, { apply = false, dismiss = false }), "no keys")
+  h.eq(false, view.needs_hint(proposal, 41, 0, 60), "on the cursor's line, in view")
+  h.eq(true, view.needs_hint(proposal, 40, 0, 60), "on another line")
+  h.eq(true, view.needs_hint(proposal, 41, 50, 90), "out of view")
+end)
+
+h.test("a next edit's range becomes byte columns in the client's encoding", function()
+  local next_edit = require("mercury.next_edit")
+  local bufnr = vim.api.nvim_create_buf(false, true)
+  -- "é" is two bytes and one UTF-16 unit; "𝑥" four bytes and two UTF-16 units.
+  vim.api.nvim_buf_set_lines(bufnr, 0, -1, false, { "café = 𝑥 + 1" })
+  local edit = { range = { start = { line = 0, character = 7 }, ["end"] = { line = 0, character = 9 } }, text = "y" }
+  local proposal = next_edit.proposal(bufnr, edit, "utf-16")
+  h.eq({ 0, 8, 0, 12 }, { proposal.start_row, proposal.start_col, proposal.end_row, proposal.end_col }, "utf-16")
+  proposal = next_edit.proposal(bufnr, { range = { start = { line = 0, character = 0 },
+    ["end"] = { line = 0, character = 99 } }, text = "" }, "utf-16")
+  h.eq(#"café = 𝑥 + 1", proposal.end_col, "past the end of the line: its length")
+  vim.api.nvim_buf_delete(bufnr, { force = true })
+end)
+
 h.test("checkhealth explains a missing setup() and a missing executable", function()
   vim.cmd("checkhealth mercury")
   local report = table.concat(vim.api.nvim_buf_get_lines(0, 0, -1, false), "\n")
@@ -248,6 +307,7 @@ h.test("checkhealth explains a missing setup() and a missing executable", functi
   report = table.concat(vim.api.nvim_buf_get_lines(0, 0, -1, false), "\n")
   h.truthy(report:find("/nonexistent/mercury-lsp is not executable", 1, true), "report names the server:\n" .. report)
   h.truthy(report:find("pip install .", 1, true), "report tells how to install:\n" .. report)
+  h.truthy(report:find("Next edits: off", 1, true), "report says next edits are off:\n" .. report)
   vim.cmd("bwipeout!")
 end)
 

@@ -1,5 +1,6 @@
 /** Entry point: wires the language client, the status bar and the commands together. */
 import * as vscode from 'vscode';
+import { NextEdits } from './nextEdit';
 import { API_KEY_SECRET, ServerConnection } from './serverConnection';
 import { serverSettingSchemas } from './settings';
 import { StatusBar } from './status';
@@ -32,12 +33,17 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   const statusBar = new StatusBar();
   // The server's settings are the ones this extension declares: no list of them is kept in code.
   const schemas = serverSettingSchemas(context.extension.packageJSON);
-  const server = new ServerConnection(context.secrets, log, statusBar, schemas);
+  // Each needs the other: next edits ask through the server, and the server's inline answers carry them.
+  const server: ServerConnection = new ServerConnection(context.secrets, log, statusBar, schemas, (document, position) =>
+    nextEdits.inlineItems(document, position),
+  );
+  const nextEdits: NextEdits = new NextEdits(server, log);
   connection = server;
   context.subscriptions.push(
     log,
     statusBar,
     server,
+    nextEdits,
     vscode.commands.registerCommand('mercury.enable', () => setEnabled(true)),
     vscode.commands.registerCommand('mercury.disable', () => setEnabled(false)),
     vscode.commands.registerCommand('mercury.restartServer', () => server.restart()),

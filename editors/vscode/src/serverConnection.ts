@@ -21,6 +21,9 @@ import { SettingTraceChannel } from './traceChannel';
 
 export const API_KEY_SECRET = 'mercury.apiKey';
 
+/** Inline completion items the extension adds to the server's at a position (next edits on the cursor's line). */
+export type ExtraInlineItems = (document: vscode.TextDocument, position: vscode.Position) => vscode.InlineCompletionItem[];
+
 /** The `mercury.server.*` settings that apply in this window; `ignored` hears of any that do not. */
 function launchSettings(ignored: (advice: string) => void): { path: string; pythonPath: string; args: string[] } {
   const config = vscode.workspace.getConfiguration('mercury.server');
@@ -74,6 +77,7 @@ export class ServerConnection implements vscode.Disposable {
     private readonly log: vscode.LogOutputChannel,
     private readonly statusBar: StatusBar,
     private readonly schemas: ReadonlyMap<string, SettingSchema>,
+    private readonly extraInlineItems: ExtraInlineItems = () => [],
   ) {
     this.traceChannel = new SettingTraceChannel(log);
   }
@@ -160,6 +164,19 @@ export class ServerConnection implements vscode.Disposable {
     }
   }
 
+  /** Whether the settings last sent to the server have next edits on. */
+  nextEditOn(): boolean {
+    return this.settings?.nextEdit === true;
+  }
+
+  /** A request to the running server; undefined when none runs. */
+  async request(method: string, params: unknown, token: vscode.CancellationToken): Promise<unknown> {
+    if (!this.client?.isRunning()) {
+      return undefined;
+    }
+    return this.client.sendRequest(method, params, token);
+  }
+
   /** `mercury.trace.server` changed: the client traces from now on, or stops. */
   traceSettingChanged(): void {
     this.traceChannel.refresh();
@@ -232,6 +249,16 @@ export class ServerConnection implements vscode.Disposable {
       traceOutputChannel: this.traceChannel,
       stdioOptions,
       middleware: {
+        // The extension's own items go first: a next edit on this line is what the user just set in motion.
+        provideInlineCompletionItems: async (document, position, context, token, next) => {
+          const extra = this.extraInlineItems(document, position);
+          const answer = await next(document, position, context, token);
+          if (extra.length === 0) {
+            return answer;
+          }
+          const items = answer === null || answer === undefined ? [] : Array.isArray(answer) ? answer : answer.items;
+          return [...extra, ...items];
+        },
         didOpen: (document, next) => this.unlessStopping(next(document)),
         didChange: (event, next) => this.unlessStopping(next(event)),
         didClose: (document, next) => this.unlessStopping(next(document)),

@@ -6,20 +6,28 @@ import { activate, deactivate } from '../src/extension';
 import { LanguageClient } from './mocks/languageclient';
 import {
   builtinCommandCalls,
+  codeActionProviders,
   commands,
+  decorationTypes,
   env,
   errorMessageAnswers,
   FakeSecretStorage,
+  FakeTextDocument,
+  FakeTextEditor,
   inspections,
   LogLevel,
   inputBoxAnswers,
   outputChannels,
+  Position,
+  Range,
   resetFakeVscode,
+  Selection,
   settingsStore,
   shownErrorChoices,
   shownErrors,
   shownWarnings,
   statusBarItems,
+  Uri,
   window,
   workspace,
 } from './mocks/vscode';
@@ -86,6 +94,7 @@ beforeEach(() => {
   LanguageClient.startGate = undefined;
   LanguageClient.stopGate = undefined;
   LanguageClient.events = [];
+  LanguageClient.answers.clear();
   serverPath = fakeExecutable();
   settingsStore.set('mercury.server.path', serverPath);
 });
@@ -159,8 +168,10 @@ describe('activation', () => {
   it('registers its commands and disposes everything it created', async () => {
     const context = await activated();
     expect(commands.registered().sort()).toEqual([
+      'mercury.applyNextEdit',
       'mercury.clearApiKey',
       'mercury.disable',
+      'mercury.dismissNextEdit',
       'mercury.enable',
       'mercury.restartServer',
       'mercury.setApiKey',
@@ -170,6 +181,8 @@ describe('activation', () => {
       await disposable.dispose();
     }
     expect(commands.registered()).toEqual([]);
+    expect(codeActionProviders).toEqual([]);
+    expect(decorationTypes.every((type) => type.disposed)).toBe(true);
     expect(statusBarItems[0].disposed).toBe(true);
   });
 
@@ -418,5 +431,54 @@ describe('configuration changes', () => {
       () => [null, { tabSize: 4 }],
     );
     expect(answers).toEqual([expect.objectContaining({ debounceMs: 120 }), { tabSize: 4 }]);
+  });
+});
+
+describe('next edits', () => {
+  const sameLine = {
+    range: { start: { line: 1, character: 12 }, end: { line: 1, character: 17 } },
+    text: 'a * b',
+    textDocument: { uri: 'file:///proj/calc.py', version: 2 },
+  };
+
+  function editedInFocus(): FakeTextEditor {
+    const cursor = new Position(1, 8);
+    const editor = new FakeTextEditor(
+      new FakeTextDocument(Uri.file('/proj/calc.py'), 'def add(a, b):\n    result = a + b\n'),
+      new Selection(cursor, cursor),
+    );
+    window.activeTextEditor = editor;
+    window.visibleTextEditors = [editor];
+    editor.document.replace(new Range(1, 4, 1, 10), 'item');
+    return editor;
+  }
+
+  it('asks the running server once typing pauses, and puts an edit on the cursor line before its inline items', async () => {
+    settingsStore.set('mercury.nextEdit', true);
+    await activated();
+    LanguageClient.answers.set('textDocument/copilotInlineEdit', { edits: [sameLine] });
+    const editor = editedInFocus();
+    await settle();
+    expect(client().sentRequests).toEqual([]); // debounced
+    await new Promise((resolve) => setTimeout(resolve, 350));
+    expect(client().sentRequests.map((r) => r.method)).toEqual(['textDocument/copilotInlineEdit']);
+    const serverItem = { insertText: ' + 1' };
+    const items = await client().clientOptions.middleware.provideInlineCompletionItems(
+      editor.document, new Position(1, 8), {}, {}, async () => ({ items: [serverItem] }),
+    );
+    expect(items).toEqual([{ insertText: 'a * b', range: new Range(1, 12, 1, 17), command: undefined }, serverItem]);
+    expect(codeActionProviders).toHaveLength(1);
+    expect(commands.registered()).toEqual(expect.arrayContaining(['mercury.applyNextEdit', 'mercury.dismissNextEdit']));
+  });
+
+  it('asks nothing while mercury.nextEdit is off (the default), and leaves inline answers alone', async () => {
+    await activated();
+    const editor = editedInFocus();
+    await new Promise((resolve) => setTimeout(resolve, 350));
+    expect(client().sentRequests).toEqual([]);
+    const answer = { items: [{ insertText: ' + 1' }] };
+    expect(await client().clientOptions.middleware.provideInlineCompletionItems(
+      editor.document, new Position(1, 8), {}, {}, async () => answer,
+    )).toBe(answer);
   });
 });

@@ -32,6 +32,13 @@ M.defaults = {
     dismiss = "<C-]>", -- inline: hide the suggestion
     trigger = "<C-Space>", -- 0.10/0.11: ask now and open the popup menu
   },
+  -- Next-edit suggestions (Neovim 0.11+), asked for only while settings.nextEdit is true (off by default).
+  next_edit = {
+    debounce_ms = 300, -- wait after an edit (leaving insert mode, a normal-mode change) before asking
+    -- Normal-mode keys, mapped only while a proposal is shown; false disables one.
+    apply = "<Tab>", -- jump to the proposed edit and apply it
+    dismiss = "<Esc>", -- hide it
+  },
 }
 
 local KEYMAP_NAMES = vim.tbl_keys(M.defaults.keymaps)
@@ -47,6 +54,30 @@ local function is_string_list(value)
     end
   end
   return #value == vim.tbl_count(value)
+end
+
+--- One sentence when the `next_edit` options are wrong, else nil.
+---@param next_edit any
+---@return string|nil
+local function next_edit_problem(next_edit)
+  if next_edit == nil then
+    return nil
+  end
+  if type(next_edit) ~= "table" then
+    return "option 'next_edit' must be a table"
+  end
+  for name, value in pairs(next_edit) do
+    if M.defaults.next_edit[name] == nil then
+      return ("unknown next_edit option '%s'; the options are: apply, debounce_ms, dismiss"):format(tostring(name))
+    end
+    if name == "debounce_ms" and not (type(value) == "number" and value >= 0) then
+      return "next_edit.debounce_ms must be a number of milliseconds, 0 or more"
+    end
+    if name ~= "debounce_ms" and value ~= false and type(value) ~= "string" then
+      return ("next_edit.%s must be a key string or false"):format(name)
+    end
+  end
+  return nil
 end
 
 local function problem_in(opts)
@@ -78,7 +109,7 @@ local function problem_in(opts)
       return ("keymap '%s' must be a key string or false"):format(name)
     end
   end
-  return nil
+  return next_edit_problem(opts.next_edit)
 end
 
 --- Merge user options over the defaults; returns nil and one sentence when they are wrong.

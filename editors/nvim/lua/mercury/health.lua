@@ -39,6 +39,18 @@ local function redacted(settings)
   })
 end
 
+local function check_next_edit(opts)
+  if opts.settings.nextEdit ~= true then
+    vim.health.info("Next edits: off (settings = { nextEdit = true } turns them on)")
+  elseif not require("mercury.next_edit").available() then
+    vim.health.warn("Next edits: on in the settings, but showing them needs Neovim 0.11 or newer")
+  else
+    local keys = opts.next_edit
+    vim.health.ok(("Next edits: on; asked %d ms after an edit; apply %s, dismiss %s (normal mode)"):format(
+      keys.debounce_ms, keys.apply or "unmapped", keys.dismiss or "unmapped"))
+  end
+end
+
 local function check_clients()
   local clients = require("mercury").clients()
   if #clients == 0 then
@@ -74,6 +86,7 @@ function M.check()
   end
   check_server(opts)
   vim.health.info("Settings: " .. redacted(opts.settings))
+  check_next_edit(opts)
   check_clients()
   check_engine()
 end

@@ -24,6 +24,7 @@ local function on_attach(client, bufnr)
   elseif opts.builtin_completion and vim.lsp.completion ~= nil then
     require("mercury.completion").attach(client, bufnr, opts.keymaps)
   end
+  require("mercury.next_edit").attach(bufnr)
 end
 
 --- The client configuration shared by vim.lsp.config (0.11+) and vim.lsp.start (0.10).

@@ -28,6 +28,8 @@ export class LanguageClient {
   static stopGate: Promise<void> | undefined;
   /** What every client did, in order: `start 1`, `running 1`, `stop 1`, `dispose 1`... */
   static events: string[] = [];
+  /** What the server answers to a request method; `{ items: [] }` for the others. */
+  static answers = new Map<string, unknown>();
 
   readonly notificationHandlers = new Map<string, (params: unknown) => void>();
   readonly sentNotifications: { method: string; params: unknown }[] = [];
@@ -46,6 +48,13 @@ export class LanguageClient {
       traceOutputChannel?: { logLevel: number };
       stdioOptions?: { stderr: unknown; stdout: unknown };
       middleware: {
+        provideInlineCompletionItems: (
+          document: unknown,
+          position: unknown,
+          context: unknown,
+          token: unknown,
+          next: (...args: unknown[]) => Promise<unknown>,
+        ) => Promise<unknown>;
         didClose: (document: unknown, next: (document: unknown) => Promise<void>) => Promise<void>;
         workspace: {
           configuration: (params: unknown, token: unknown, next: (p: unknown, t: unknown) => unknown) => Promise<unknown>;
@@ -103,9 +112,10 @@ export class LanguageClient {
     this.sentNotifications.push({ method: type.method, params });
   }
 
-  async sendRequest(type: { method: string }, params: unknown): Promise<unknown> {
-    this.sentRequests.push({ method: type.method, params });
-    return { items: [] };
+  async sendRequest(type: string | { method: string }, params: unknown): Promise<unknown> {
+    const method = typeof type === 'string' ? type : type.method;
+    this.sentRequests.push({ method, params });
+    return LanguageClient.answers.has(method) ? LanguageClient.answers.get(method) : { items: [] };
   }
 
   /** Test hook: the server process went away on its own. */

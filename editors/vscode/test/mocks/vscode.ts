@@ -120,6 +120,8 @@ export const settingsStore = new Map<string, unknown>();
 /** What `inspect` answers for a full key, where a test wants more than the User value (remote windows). */
 export const inspections = new Map<string, object>();
 const configurationChanged = new EventEmitter<{ affectsConfiguration(section: string): boolean }>();
+const documentChanged = new EventEmitter<{ document: FakeTextDocument; contentChanges: object[] }>();
+const selectionChanged = new EventEmitter<{ textEditor: FakeTextEditor }>();
 
 function affects(changedKey: string, section: string): boolean {
   return changedKey === section || changedKey.startsWith(`${section}.`) || section.startsWith(`${changedKey}.`);
@@ -145,6 +147,7 @@ export const workspace = {
     };
   },
   onDidChangeConfiguration: configurationChanged.event,
+  onDidChangeTextDocument: documentChanged.event,
 };
 
 export const statusBarItems: FakeStatusBarItem[] = [];
@@ -176,7 +179,14 @@ export const window = {
     shownWarnings.push(message);
     return undefined;
   },
-  activeTextEditor: undefined as { document: { uri: { toString(skipEncoding?: boolean): string } } } | undefined,
+  activeTextEditor: undefined as { document: { uri: { toString(skipEncoding?: boolean): string } } } | FakeTextEditor | undefined,
+  visibleTextEditors: [] as FakeTextEditor[],
+  onDidChangeTextEditorSelection: selectionChanged.event,
+  createTextEditorDecorationType(options: object): FakeDecorationType {
+    const type = new FakeDecorationType(options);
+    decorationTypes.push(type);
+    return type;
+  },
   async showInputBox(_options: object): Promise<string | undefined> {
     return inputBoxAnswers.shift();
   },
@@ -261,8 +271,147 @@ export class FakeSecretStorage {
   }
 }
 
+export class Position {
+  constructor(
+    readonly line: number,
+    readonly character: number,
+  ) {}
+}
+
+export class Range {
+  readonly start: Position;
+  readonly end: Position;
+  constructor(start: Position | number, end: Position | number, endLine?: number, endCharacter?: number) {
+    this.start = typeof start === 'number' ? new Position(start, end as number) : start;
+    this.end = typeof start === 'number' ? new Position(endLine as number, endCharacter as number) : (end as Position);
+  }
+  get isEmpty(): boolean {
+    return this.start.line === this.end.line && this.start.character === this.end.character;
+  }
+}
+
+export class Selection extends Range {
+  constructor(
+    readonly anchor: Position,
+    readonly active: Position,
+  ) {
+    super(anchor, active);
+  }
+}
+
+export enum OverviewRulerLane {
+  Left = 1,
+  Center = 2,
+  Right = 4,
+  Full = 7,
+}
+
+export enum TextEditorRevealType {
+  Default = 0,
+  InCenter = 1,
+  InCenterIfOutsideViewport = 2,
+  AtTop = 3,
+}
+
+export class InlineCompletionItem {
+  constructor(
+    readonly insertText: string,
+    readonly range?: Range,
+    readonly command?: { title: string; command: string; arguments?: unknown[] },
+  ) {}
+}
+
+export class CodeActionKind {
+  static readonly QuickFix = new CodeActionKind('quickfix');
+  constructor(readonly value: string) {}
+}
+
+export class CodeAction {
+  command: { title: string; command: string; arguments?: unknown[] } | undefined;
+  isPreferred: boolean | undefined;
+  constructor(
+    readonly title: string,
+    readonly kind?: CodeActionKind,
+  ) {}
+}
+
+export class CancellationTokenSource {
+  readonly token = { isCancellationRequested: false };
+  cancel(): void {
+    this.token.isCancellationRequested = true;
+  }
+  dispose(): void {}
+}
+
+export class FakeDecorationType {
+  disposed = false;
+  constructor(readonly options: object) {}
+  dispose(): void {
+    this.disposed = true;
+  }
+}
+export const decorationTypes: FakeDecorationType[] = [];
+
+/** A text document whose text changes through its editor's `edit`, with VS Code's version counting. */
+export class FakeTextDocument {
+  version = 1;
+  constructor(
+    readonly uri: Uri,
+    public text: string,
+  ) {}
+  offsetAt(position: Position): number {
+    const lines = this.text.split('\n');
+    return lines.slice(0, position.line).reduce((sum, line) => sum + line.length + 1, 0) + position.character;
+  }
+  replace(range: Range, text: string): void {
+    const start = this.offsetAt(range.start);
+    this.text = this.text.slice(0, start) + text + this.text.slice(this.offsetAt(range.end));
+    this.version += 1;
+    documentChanged.fire({ document: this, contentChanges: [{ range, text }] });
+  }
+}
+
+/** An editor that records its decorations (by type) and what it revealed. */
+export class FakeTextEditor {
+  readonly decorations = new Map<FakeDecorationType, unknown[]>();
+  readonly revealed: Range[] = [];
+  constructor(
+    readonly document: FakeTextDocument,
+    public selection: Selection,
+  ) {}
+  setDecorations(type: FakeDecorationType, ranges: unknown[]): void {
+    this.decorations.set(type, ranges);
+  }
+  async edit(build: (builder: { replace(range: Range, text: string): void }) => void): Promise<boolean> {
+    build({ replace: (range, text) => this.document.replace(range, text) });
+    return true;
+  }
+  revealRange(range: Range, _type?: TextEditorRevealType): void {
+    this.revealed.push(range);
+  }
+  /** Test hook: the user moves the cursor. */
+  moveCursor(line: number, character: number): void {
+    this.selection = new Selection(new Position(line, character), new Position(line, character));
+    selectionChanged.fire({ textEditor: this });
+  }
+}
+
+/** Code action providers registered with `languages`, with their selectors. */
+export const codeActionProviders: { selector: unknown; provider: { provideCodeActions(...args: unknown[]): unknown } }[] = [];
+
+export const languages = {
+  registerCodeActionsProvider(selector: unknown, provider: { provideCodeActions(...args: unknown[]): unknown }): Disposable {
+    const entry = { selector, provider };
+    codeActionProviders.push(entry);
+    return new Disposable(() => codeActionProviders.splice(codeActionProviders.indexOf(entry), 1));
+  },
+};
+
 /** Forget everything between tests. */
 export function resetFakeVscode(): void {
+  window.visibleTextEditors = [];
+  decorationTypes.length = 0;
+  codeActionProviders.length = 0;
   settingsStore.clear();
   statusBarItems.length = 0;
   outputChannels.length = 0;

@@ -95,8 +95,8 @@ describe('package.json', () => {
 
   it('declares every command the extension registers', () => {
     const declared = manifest.contributes.commands.map((c: { command: string }) => c.command).sort();
-    expect(declared).toEqual(['mercury.clearApiKey', 'mercury.disable', 'mercury.enable', 'mercury.restartServer',
-      'mercury.setApiKey', 'mercury.showLog']);
+    expect(declared).toEqual(['mercury.applyNextEdit', 'mercury.clearApiKey', 'mercury.disable',
+      'mercury.dismissNextEdit', 'mercury.enable', 'mercury.restartServer', 'mercury.setApiKey', 'mercury.showLog']);
   });
 
   it('targets the VS Code that the language client needs for inline completions, without proposed API', () => {

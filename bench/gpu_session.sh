@@ -2,7 +2,7 @@
 # What one lent GPU session runs, in at most two calls (the machine has torch, triton, aiohttp and pytest but not
 # our other dependencies, and no network: the checkout is installed without them).
 #
-#   bench/gpu_session.sh check           # the engine's tests on the GPU, then bench/gpu_step.py (~5 min)
+#   bench/gpu_session.sh check           # the engine's tests on the GPU, bench/gpu_step.py, next_edit.py's 0.5B speed (~6 min)
 #   bench/gpu_session.sh train MINUTES   # the bundled model's training run; the model folder to $OUT/model
 #   bench/gpu_session.sh train MINUTES --init-from mercury_lsp/models/default   # ... continuing the shipped model
 #
@@ -24,6 +24,8 @@ check)
     echo "pytest exit ${PIPESTATUS[0]}"
     timeout 240 python3 bench/gpu_step.py --reps 10 --out "$OUT/gpu_step.md"
     echo "gpu_step exit $?"
+    timeout 120 python3 bench/next_edit.py --random 0.5b --device cuda --sweep | tee "$OUT/next_edit_05b.md"
+    echo "next_edit exit ${PIPESTATUS[0]}"
     ;;
 train)
     minutes=${2:?minutes}

@@ -2,13 +2,15 @@
 exact proposals, wrong proposals and silences, with the latency.
 
     python bench/next_edit.py [--model PATH] [--threads 2] [--sweep]
+    python bench/next_edit.py --random 0.5b [--device cuda] [--tasks 2]   # speed only: random Qwen2.5-0.5B weights
 
 Tasks (written for this benchmark, after the bundled model was trained): rename a local, add a parameter and
 update its call, change a field name, swap an argument order. A proposal is exact when applying it gives one of
 the task's accepted next states (any one of the remaining occurrences, fixed). The question goes through the
 engine's own /v1/edit/completions path (`answer_edit_request`) with the prompt the language server builds: the
 edited region is 8 lines either side of the cursor, the history is the first edit's unified diff. `--sweep` also
-runs looser thresholds, to show what the settings trade.
+runs looser thresholds, to show what the settings trade. `--random` builds random weights of a Qwen2.5 shape
+(bench/gpu_step.py's) with the bundled tokenizer: its answers mean nothing, its latency is what that size costs.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from gpu_step import SHAPES, random_model  # bench/ is on the path when this script runs
 
 from mercury_lsp.edit_history import EditHistory, split_lines
 from mercury_lsp.engine.api.edit_completions import EditCompletionRequest, EditPrompt
@@ -156,11 +159,22 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=BUNDLED_MODEL)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--sweep", action="store_true")
+    parser.add_argument("--random", choices=sorted(SHAPES), help="random weights of this shape, for speed")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--tasks", type=int, default=len(TASKS), help="the first N tasks only")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    loaded = load_checkpoint(args.model, device="cpu")
+    del TASKS[args.tasks:]
+    device = torch.device(args.device)
+    if args.random:
+        name, config = SHAPES[args.random]
+        loaded = random_model(config, device, torch.bfloat16 if device.type == "cuda" else torch.float32)
+        loaded.name = f"random {name}"
+    else:
+        loaded = load_checkpoint(args.model, device=args.device)
     engine = InfillEngine(loaded, EngineSettings(max_batch=4, cuda_graphs=False))
-    print(f"model {loaded.name} ({loaded.dtype}), {args.threads} CPU threads\n")
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{args.threads} CPU threads"
+    print(f"model {loaded.name} ({loaded.dtype}), {where}\n")
     print("| settings | tasks | exact | wrong | silent | p50 ms |\n|---|---|---|---|---|---|")
     default = NextEditSettings()
     print(run(engine, default, f"default (min doubt {default.min_doubt}, min confidence {default.min_confidence})"))

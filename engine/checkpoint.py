@@ -15,6 +15,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from tokenizers import Tokenizer
 
+from mercury_lsp.engine.commit_probe import PROBE_FILE, CommitProbe, load_commit_probe
 from mercury_lsp.engine.errors import CheckpointError
 from mercury_lsp.engine.model import ModelConfig, Transformer, rope_inv_freq
 from mercury_lsp.engine.vocab import Vocabulary
@@ -28,6 +29,7 @@ class LoadedModel:
     name: str
     device: torch.device
     dtype: torch.dtype
+    commit_probe: CommitProbe | None = None  # the learned commit rule shipped beside the weights, if any
 
 
 QWEN2_NAMES = {  # ours (unfused) -> checkpoint (Qwen2, Dream, Dream-Coder, DiffuCoder, DreamOn, Open-dCoder, our bundled model)
@@ -374,7 +376,9 @@ def load_checkpoint(path: str | Path, device: str = "auto", dtype: torch.dtype |
         model.lm_head.weight = model.embed_tokens.weight
     model.inv_freq = rope_inv_freq(config).to(target)  # non-persistent buffer: still on the meta device
     model.eval().requires_grad_(False)
-    return LoadedModel(model, vocab, family, raw.get("_name_or_path") or folder.name, target, dtype)
+    probe = load_commit_probe(folder)
+    return LoadedModel(model, vocab, family, raw.get("_name_or_path") or folder.name, target, dtype,
+                       probe.to(target) if probe is not None else None)
 
 
 def _read_weights(
@@ -472,11 +476,14 @@ def save_checkpoint(
     """Write a model folder in a family's naming that our loader reads; weights in the model's dtype.
 
     With `max_shard_bytes`, weights larger than that go to numbered shards plus model.safetensors.index.json
-    (the Hugging Face layout), so no single file exceeds it; weight files of an earlier save are removed."""
+    (the Hugging Face layout), so no single file exceeds it; weight files of an earlier save are removed, and so
+    is a commit probe: it was trained on the old weights' trajectories (mercury-engine train-probe makes a new one)."""
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     state = checkpoint_state(model, family)
-    for stale in [*out.glob("model-*-of-*.safetensors"), out / "model.safetensors", out / "model.safetensors.index.json"]:
+    stale_files = [*out.glob("model-*-of-*.safetensors"), out / "model.safetensors", out / "model.safetensors.index.json",
+                   out / PROBE_FILE]
+    for stale in stale_files:
         stale.unlink(missing_ok=True)
     shards = _pack_shards(state, max_shard_bytes)
     if len(shards) == 1:

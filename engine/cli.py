@@ -54,6 +54,10 @@ def add_confidence_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tail-threshold", type=filler_threshold, default=0.9,
                         help="length first: commit the canvas end as filler where the chance that the answer "
                              "already ended passes this; 'none' turns it off, the rule before (default: 0.9)")
+    parser.add_argument("--commit-rule", choices=["probe", "threshold"], default="probe",
+                        help="probe: commit the answer's tokens by the learned probe a model ships "
+                             "(commit_probe.safetensors; the bundled one does), where no threshold is named; "
+                             "threshold: by their probability, the rule before (default: probe)")
 
 
 def filler_threshold(text: str) -> float | None:
@@ -111,7 +115,7 @@ def cmd_infill(args: argparse.Namespace) -> int:
     # One request: capturing the step graphs would cost more than it saves.
     settings = EngineSettings(max_batch=max(args.n, 1), confidence=args.confidence,
                               filler_threshold=args.filler_threshold, tail_threshold=args.tail_threshold,
-                              cuda_graphs=False)
+                              commit_rule=args.commit_rule, cuda_graphs=False)
     loaded, _ = load_model(args.model, args.device, settings)
     engine = InfillEngine(loaded, settings)
     result = engine.infill(request)

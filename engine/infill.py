@@ -38,6 +38,7 @@ from mercury_lsp.engine.step import CanvasStep
 
 CUT_GRID = 4096  # characters
 DEFAULT_THRESHOLD = 0.9  # Fast-dLLM's default, for checkpoints that carry no calibrated one
+COMMIT_RULES = ("probe", "threshold")
 
 
 def stable_cut(prefix: str, keep: int) -> int:
@@ -78,6 +79,9 @@ class EngineSettings:
     # Length first: filler at the canvas end is committed where the answer has ended with this probability
     # (sampler.filler_tail). None restores the rule before it (filler only grows from the right edge).
     tail_threshold: float | None = 0.9
+    # "probe": commit the answer's tokens by the learned probe shipped with the checkpoint (engine/commit_probe),
+    # where the request and these settings name no threshold; "threshold": by their probability, as before.
+    commit_rule: str = "probe"
     confidence: str = "probability"  # the measure thresholds apply to: probability, margin or entropy
     cuda_graphs: bool = True  # capture each bucket's step on CUDA (warm_up)
 
@@ -162,6 +166,8 @@ class InfillEngine:
         s = self.settings
         if s.confidence not in MEASURES:
             raise InfillError(f"confidence measure must be one of {', '.join(MEASURES)}, not {s.confidence!r}.")
+        if s.commit_rule not in COMMIT_RULES:
+            raise InfillError(f"commit rule must be one of {', '.join(COMMIT_RULES)}, not {s.commit_rule!r}.")
         config = self.model.config
         self.context_capacity = min(config.max_position_embeddings, s.max_context_tokens)
         dtype = self.model.embed_tokens.weight.dtype
@@ -172,8 +178,9 @@ class InfillEngine:
         cache_bytes = s.context_cache_bytes(self.device)
         self.prefix_cache = PrefixCache(self.model, self.context, s.chunk_size, int(cache_bytes * 0.75))
         self.suffix_cache = SuffixCache(int(cache_bytes * 0.25))
+        self.probe = loaded.commit_probe
         self.canvas_step = CanvasStep(self.model, self.context, self.canvases, self.tables, s.max_batch,
-                                      s.confidence, graphs=s.cuda_graphs)
+                                      s.confidence, graphs=s.cuda_graphs, probe=self.probe)
         self._free_slots = list(range(s.max_batch))
         self._next_request = 0
 
@@ -184,6 +191,13 @@ class InfillEngine:
             return self.settings.threshold
         calibrated = self.model.config.commit_threshold
         return DEFAULT_THRESHOLD if calibrated is None else calibrated
+
+    def _probe_decides(self, request: InfillRequest) -> bool:
+        """Whether the learned probe commits this request's tokens: the checkpoint ships one, the rule is on and
+        no threshold was named (a named threshold is a request for the threshold rule)."""
+        s = self.settings
+        return (self.probe is not None and s.commit_rule == "probe" and s.threshold is None
+                and request.threshold is None)
 
     @property
     def slots_in_use(self) -> int:
@@ -251,7 +265,7 @@ class InfillEngine:
         threshold = request.threshold if request.threshold is not None else self.default_threshold
         spec = CanvasSpec(length, max_length, mode, float(threshold), steps, request.single_line, healed.heal,
                           healed.first_allowed, request.refine, context.suffix_held, self.settings.filler_threshold,
-                          self.settings.tail_threshold)
+                          self.settings.tail_threshold, self._probe_decides(request))
         request_id = self._next_request
         self._next_request += 1
         slots = [self._free_slots.pop(0) for _ in range(request.n)]
@@ -401,7 +415,7 @@ class InfillEngine:
         sampled = tuple(
             dataclasses.replace(j.sampled, index=i, length=j.length) for i, j in enumerate(jobs) if j.sampled
         )
-        status = denoise(self.canvases, self.tables, rows, logits, self.settings.confidence, sampled)
+        status = denoise(self.canvases, self.tables, rows, logits, self.settings.confidence, sampled, self.probe)
         self.canvas_step.host_reads += 1
         self._after_step(jobs, status.tolist())
 

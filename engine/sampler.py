@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from mercury_lsp.engine.api.infill import Completion
+from mercury_lsp.engine.commit_probe import CommitProbe, probe_features
 from mercury_lsp.engine.detokenize import cut_spans, text_with_spans
 from mercury_lsp.engine.vocab import Vocabulary
 from mercury_lsp.kernels.commit import commit_confident
@@ -58,6 +59,7 @@ class CanvasSlots:
     filler_threshold: torch.Tensor  # [S] what a position of the right-edge filler run needs to join it
     filler_rule: torch.Tensor  # [S] fixed canvas: filler only as a run from the right edge
     tail_threshold: torch.Tensor  # [S] length first: filler is committed where P(answer ended before) passes this
+    probe_on: torch.Tensor  # [S] the answer's tokens are committed by the learned probe's score (commit_probe)
     steps_budget: torch.Tensor  # [S]
     steps_done: torch.Tensor  # [S]
     single_line: torch.Tensor  # [S]
@@ -79,7 +81,7 @@ class CanvasSlots:
             committed_filler=zeros(slots, width), confidence=zeros(slots, width, dtype=torch.float32),
             length=zeros(slots, dtype=torch.long), threshold=torch.ones(slots, device=device),
             filler_threshold=torch.ones(slots, device=device),
-            filler_rule=zeros(slots), tail_threshold=torch.full((slots,), 2.0, device=device),
+            filler_rule=zeros(slots), tail_threshold=torch.full((slots,), 2.0, device=device), probe_on=zeros(slots),
             steps_budget=torch.ones(slots, dtype=torch.long, device=device),
             steps_done=zeros(slots, dtype=torch.long), single_line=zeros(slots), healed=zeros(slots),
             first_allowed=zeros(slots, vocab_size), first_newline=zeros(slots, vocab_size),
@@ -108,6 +110,7 @@ class CanvasSpec:
     suffix_held: bytes = b""  # the end of the cursor's word, already in the buffer after the cursor
     filler_threshold: float | None = None  # None: the token threshold
     tail_threshold: float | None = None  # length first (filler mode): see filler_tail; None: off
+    probe: bool = False  # commit the answer's tokens by the learned probe (filler mode, a model that ships one)
 
 
 def reset_slot(slots: CanvasSlots, tables: VocabTables, vocab: Vocabulary, slot: int, spec: CanvasSpec) -> None:
@@ -126,6 +129,7 @@ def reset_slot(slots: CanvasSlots, tables: VocabTables, vocab: Vocabulary, slot:
     slots.filler_rule[slot] = spec.mode == "filler"
     # Above 1 no position ever qualifies: length first is off.
     slots.tail_threshold[slot] = 2.0 if spec.tail_threshold is None or spec.mode != "filler" else spec.tail_threshold
+    slots.probe_on[slot] = spec.probe and spec.mode == "filler"
     slots.steps_budget[slot] = spec.steps
     slots.steps_done[slot] = 0
     slots.single_line[slot] = spec.single_line
@@ -182,19 +186,19 @@ def measure_confidence(logits: torch.Tensor, filler_ids: torch.Tensor, measure: 
     return certainty, id_best, certainty, id_nf
 
 
-def filler_tail(logits: torch.Tensor, filler_ids: torch.Tensor, masked: torch.Tensor, filler: torch.Tensor,
-                tail_threshold: torch.Tensor) -> torch.Tensor:
-    """Length first: the masked positions [B, C] that are filler with probability >= tail_threshold [B] under
-    the canvas's own length distribution.
+def filler_log_prob(logits: torch.Tensor, filler_ids: torch.Tensor) -> torch.Tensor:
+    """log P(filler) [B, C] of each position: the mass of every filler token."""
+    scores = logits.float()
+    return scores[:, :, filler_ids].logsumexp(-1) - scores.logsumexp(-1)
+
+
+def answer_ended(log_f: torch.Tensor, masked: torch.Tensor, filler: torch.Tensor) -> torch.Tensor:
+    """P(the answer ended at or before position j) [B, C] under the canvas's own length distribution.
 
     A fixed canvas holds an answer followed by filler. Reading each position's filler probability f from one
-    forward, the chance that the answer is exactly L tokens long is proportional to prod_{i<L} (1 - f_i) *
-    prod_{j>=L} f_j (committed positions count as certain), and position j is filler when the answer ended at
-    or before it. Positions where that passes the threshold are committed as filler at once, so a short answer
-    in a wide canvas spends its steps on the answer rather than on the filler beside it (the idea of CAL's
-    length choice, without a second model)."""
-    scores = logits.float()
-    log_f = scores[:, :, filler_ids].logsumexp(-1) - scores.logsumexp(-1)
+    forward (`log_f`, filler_log_prob), the chance that the answer is exactly L tokens long is proportional to
+    prod_{i<L} (1 - f_i) * prod_{j>=L} f_j (committed positions count as certain: `filler` marks the committed ones
+    that are filler), and position j is filler when the answer ended at or before it."""
     log_not_f = torch.log1p(-log_f.exp().clamp(max=1 - 1e-6))
     certain = torch.zeros_like(log_f)
     impossible = torch.full_like(log_f, -1e4)
@@ -205,7 +209,15 @@ def filler_tail(logits: torch.Tensor, filler_ids: torch.Tensor, masked: torch.Te
     before = torch.cat([zero, log_not_f.cumsum(-1)], -1)  # [B, C+1]: sum over i < L of log(1 - f_i)
     after = torch.cat([log_f.flip(-1).cumsum(-1).flip(-1), zero], -1)  # sum over j >= L of log f_j
     end = (before + after).softmax(-1)  # P(answer length = L), L = 0..C
-    ended = end[:, :-1].cumsum(-1)  # P(length <= j): position j is filler
+    return end[:, :-1].cumsum(-1)
+
+
+def filler_tail(logits: torch.Tensor, filler_ids: torch.Tensor, masked: torch.Tensor, filler: torch.Tensor,
+                tail_threshold: torch.Tensor) -> torch.Tensor:
+    """Length first: the masked positions [B, C] that are filler with probability >= tail_threshold [B]
+    (answer_ended). They are committed as filler at once, so a short answer in a wide canvas spends its steps on
+    the answer rather than on the filler beside it (the idea of CAL's length choice, without a second model)."""
+    ended = answer_ended(filler_log_prob(logits, filler_ids), masked, filler)
     return masked & (ended >= tail_threshold[:, None])
 
 
@@ -237,9 +249,13 @@ def denoise(
     logits: torch.Tensor,
     measure: str = "probability",
     sampled: tuple[SampledRow, ...] = (),
+    probe: CommitProbe | None = None,
 ) -> torch.Tensor:
     """Commit tokens on the canvases in slots `rows` [B] from their logits [B, C, V] (C covers every canvas's
-    length); returns each row's status (RUNNING, DONE or HOST_WORK) as a [B] int8 tensor. No host sync."""
+    length); returns each row's status (RUNNING, DONE or HOST_WORK) as a [B] int8 tensor. No host sync.
+
+    With a `probe`, rows whose slot has `probe_on` commit the answer's tokens by the probe's score rather than
+    their probability (commit_probe)."""
     batch, width, vocab = logits.shape
     ids = slots.ids[rows, :width]
     masked = slots.masked[rows, :width]
@@ -253,7 +269,11 @@ def denoise(
             full[row.index, : row.length] = part
 
     # Length first: commit the filler the length distribution is sure of before choosing the answer's tokens.
-    tail = filler_tail(logits, tables.filler_ids, masked, tables.filler[ids], slots.tail_threshold[rows])
+    settled = ~masked & ~committed_filler & ~tables.filler[ids]
+    log_f = filler_log_prob(logits, tables.filler_ids)
+    tail_threshold = slots.tail_threshold[rows][:, None]
+    ended = answer_ended(log_f, masked, tables.filler[ids])
+    tail = masked & (ended >= tail_threshold)
     tail_token = torch.where(tables.filler[id_best], id_best, torch.full_like(id_best, tables.pad_id))
     ids = torch.where(tail, tail_token, ids)
     tail_conf = torch.where(tail, p_best, slots.confidence[rows, :width])
@@ -264,11 +284,20 @@ def denoise(
     remaining = masked.sum(-1)
     steps_left = (slots.steps_budget[rows] - steps_done).clamp(min=1)
     min_commits = ((remaining + steps_left - 1) // steps_left).clamp(min=1)
+    threshold, candidate_score = slots.threshold[rows], p_nf
+    if probe is not None:
+        # The learned rule: outside the filler run a candidate passes on the probe's score, not its probability.
+        # The score is mapped onto the row's threshold scale, so the filler run keeps its own rule.
+        features = probe_features(logits, tables.filler_ids, log_f, p_best, p_nf, ended, masked, settled,
+                                  slots.length[rows], steps_done, slots.single_line[rows])
+        scaled = probe.rescale(probe.score(features, id_nf), threshold[:, None])
+        candidate_score = torch.where(slots.probe_on[rows][:, None], scaled, p_nf)
     commit, token, conf = commit_confident(
-        p_best, id_best, p_nf, id_nf, tables.filler[id_best], masked, committed_filler,
-        slots.threshold[rows], slots.filler_rule[rows], min_commits=min_commits,
-        filler_threshold=slots.filler_threshold[rows],
+        p_best, id_best, candidate_score, id_nf, tables.filler[id_best], masked, committed_filler,
+        threshold, slots.filler_rule[rows], min_commits=min_commits, filler_threshold=slots.filler_threshold[rows],
     )
+    if probe is not None:
+        conf = torch.where(token == id_best, p_best, p_nf)  # the token's probability, whatever decided the commit
     ids = torch.where(commit, token, ids)
     confidences = torch.where(commit, conf, tail_conf)
     masked = masked & ~commit

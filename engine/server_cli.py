@@ -99,7 +99,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         port_file=Path(args.port_file) if args.port_file else None,
         engine_options={"cuda_graphs": not args.no_cuda_graphs, "confidence": args.confidence,
                         "filler_threshold": args.filler_threshold, "tail_threshold": args.tail_threshold,
-                        "threshold": args.threshold,
+                        "commit_rule": args.commit_rule, "threshold": args.threshold,
                         "refresh_every": args.refresh_every, "reuse_suffix": not args.no_suffix_reuse,
                         "exact_context": args.exact_context},
     )

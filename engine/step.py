@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 import torch
 
+from mercury_lsp.engine.commit_probe import CommitProbe
 from mercury_lsp.engine.context_cache import ContextSlots
 from mercury_lsp.engine.model import Transformer
 from mercury_lsp.engine.sampler import CanvasSlots, SampledRow, VocabTables, denoise
@@ -43,12 +44,13 @@ class CanvasStep:
 
     def __init__(self, model: Transformer, context: ContextSlots, canvases: CanvasSlots, tables: VocabTables,
                  max_batch: int, measure: str = "probability", graphs: bool = False,
-                 pad_to_buckets: bool | None = None) -> None:
+                 pad_to_buckets: bool | None = None, probe: CommitProbe | None = None) -> None:
         self.model = model
         self.context = context
         self.canvases = canvases
         self.tables = tables
         self.measure = measure
+        self.probe = probe
         self.batch_buckets = tuple(b for b in BATCH_BUCKETS if b < max_batch) + (max_batch,)
         self.graphs_wanted = graphs
         # Eager steps pad to the buckets only where shapes must be static (a GPU); on a CPU padding costs compute.
@@ -96,7 +98,7 @@ class CanvasStep:
     def _step(self, rows: torch.Tensor, width: int, span: int | None = None,
               slot_range: tuple[int, int] | None = None, sampled: tuple[SampledRow, ...] = ()) -> torch.Tensor:
         logits = self._logits(rows, width, span, slot_range)
-        return denoise(self.canvases, self.tables, rows, logits, self.measure, sampled)
+        return denoise(self.canvases, self.tables, rows, logits, self.measure, sampled, self.probe)
 
     def run(self, slots: list[int], longest: int, context_span: int,
             sampled: tuple[SampledRow, ...] = ()) -> list[int]:

@@ -58,6 +58,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     evaluate.set_defaults(func=cmd_eval)
 
+    probe = subparsers.add_parser("train-probe", help="train the learned commit rule from the model's own "
+                                  "trajectories on training files (minutes on a CPU)")
+    add_model_options(probe)
+    probe.add_argument("--single", type=int, default=400, help="single-line training holes")
+    probe.add_argument("--multi", type=int, default=160, help="multi-line training holes")
+    probe.add_argument("--precision", type=float, default=0.98,
+                       help="share of the probe's commits on held-back holes that must be final tokens "
+                            "(default 0.98: lower ones cost the bundled model quality, bench/RESULTS.md)")
+    probe.add_argument("--seed", type=int, default=0)
+    probe.add_argument("--root", type=Path, action="append", help="corpus root (default: stdlib and site-packages)")
+    probe.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    probe.add_argument("--out", type=Path, default=None,
+                       help="folder to write commit_probe.safetensors into (default: the model's folder)")
+    probe.set_defaults(func=cmd_train_probe)
+
 
 def cmd_train(args: argparse.Namespace) -> int:
     import torch
@@ -121,6 +136,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             raise UsageError("no held-out files to punch holes in.")
         report = evaluate_model(loaded, holes, args.prefix_tokens, args.suffix_tokens, confidence=args.confidence,
                                 filler_threshold=args.filler_threshold, tail_threshold=args.tail_threshold,
+                                commit_rule=args.commit_rule,
                                 threshold=args.threshold, exact_context=args.exact_context)
         print(json.dumps(report.summary()) if args.json else format_table(report))
         for outcome in report.outcomes[: args.examples]:
@@ -129,4 +145,34 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print("\n| cursor line | completion | a person would type |\n|---|---|---|")
         for line, text, expected in common_code_completions(loaded):
             print(f"| `{line}` | `{text!r}` | `{expected}` |")
+    return 0
+
+
+def cmd_train_probe(args: argparse.Namespace) -> int:
+    import torch
+
+    from mercury_lsp.engine.checkpoint import load_checkpoint
+    from mercury_lsp.engine.training.commit_probe import train_commit_probe
+    from mercury_lsp.engine.training.corpus import collect_corpus
+    from mercury_lsp.models import resolve_model_path
+
+    if not 0.5 <= args.precision < 1:
+        raise UsageError("--precision must be in [0.5, 1).")
+    if args.single < 0 or args.multi < 0 or args.single + args.multi < 2:
+        raise UsageError("--single and --multi must not be negative, and give two holes at least.")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    folder = resolve_model_path(args.model)
+    out = args.out or folder
+    if not out.is_dir():
+        raise UsageError(f"output folder {out} does not exist.")
+    loaded = load_checkpoint(folder, device=args.device)
+    files = collect_corpus(args.root).train  # never the held-out side the evaluation reads
+    report = train_commit_probe(loaded, files, args.single, args.multi, args.precision, seed=args.seed,
+                                progress=lambda line: print(line, file=sys.stderr, flush=True))
+    path = report.probe.save(out)
+    print(json.dumps({"probe": str(path), "threshold": round(report.probe.threshold, 4), "rows": report.rows,
+                      "holdout_rows": report.holdout_rows, "base_rate": round(report.base_rate, 4),
+                      "holdout_commits": round(report.holdout_commits, 4),
+                      "holdout_precision": round(report.holdout_precision, 4)}))
     return 0

@@ -102,6 +102,15 @@ def test_models_lists_the_table() -> None:
     assert "run here" in done.stdout and "layout only" in done.stdout
 
 
+def test_a_reader_that_stops_early_gets_no_traceback() -> None:
+    # `mercury-engine models | head -1`: the pipe closes after one line; the engine stops quietly.
+    listing = subprocess.Popen([*CLI, "models"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert listing.stdout.readline()
+    listing.stdout.close()
+    _, stderr = listing.communicate(timeout=60)
+    assert listing.returncode in (0, 141) and stderr == b"", stderr.decode()
+
+
 def test_pull_refuses_a_folder(tmp_path: Path) -> None:
     done = subprocess.run([*CLI, "pull", str(tmp_path)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "is a folder on this machine" in done.stderr

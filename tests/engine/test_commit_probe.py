@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -183,3 +185,21 @@ def test_the_trainer_fits_a_probe_that_loads_beside_the_checkpoint(tmp_path):
     result = InfillEngine(reloaded).infill(InfillRequest(prefix="def add(a, b):\n    return ", max_tokens=8))
     assert result.steps >= 1 and isinstance(result.text, str)
 
+
+
+def test_train_probe_writes_the_probe_the_engine_then_loads(tmp_path):
+    folder = make_tiny_checkpoint(tmp_path / "model")
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for i in range(6):
+        (corpus / f"m{i}.py").write_text(SAMPLE_CODE)
+    cli = [sys.executable, "-m", "mercury_lsp.engine.cli", "train-probe", "--model", str(folder), "--device", "cpu",
+           "--root", str(corpus), "--single", "3", "--multi", "1"]
+    done = subprocess.run(cli, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["probe"] == str(folder / PROBE_FILE) and 0 < report["threshold"] <= 1
+    assert load_checkpoint(folder, device="cpu").commit_probe.threshold == pytest.approx(report["threshold"], abs=1e-4)
+
+    refused = subprocess.run([*cli, "--precision", "1.5"], capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and "--precision must be in [0.5, 1)" in refused.stderr

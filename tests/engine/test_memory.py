@@ -1,5 +1,5 @@
 """What the engine holds: CPU context slots resident only where written and handed back, caches within their
-bytes, and the model built for loading without importing torch's symbolic-shape stack."""
+bytes, the model built for loading without importing torch's symbolic-shape stack, and no Triton on a CPU."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from mercury_lsp.engine.checkpoint import load_checkpoint
@@ -64,3 +65,24 @@ def test_a_model_built_for_loading_imports_no_sympy(tiny_checkpoint):
             f"load_checkpoint({str(tiny_checkpoint)!r}, device='cpu'); print('sympy' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.stdout.strip() == "False", done.stderr[-2000:]
+
+
+def test_an_engine_on_a_cpu_imports_no_triton(tiny_checkpoint):
+    pytest.importorskip("triton")  # installed, so that an eager import would show
+    code = ("import sys; from mercury_lsp.engine.checkpoint import load_checkpoint; "
+            "from mercury_lsp.engine.infill import InfillEngine, InfillRequest; "
+            f"engine = InfillEngine(load_checkpoint({str(tiny_checkpoint)!r}, device='cpu')); "
+            "engine.infill(InfillRequest(prefix='def f(x):\\n    return ', max_tokens=4)); "
+            "print('triton' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "False", done.stderr[-2000:]
+
+
+def test_kernels_imported_before_triton_still_hand_out_jitted_kernels():
+    pytest.importorskip("triton")
+    # The order a test session meets them in: the engine's modules first, then a test asking for the kernels.
+    code = ("import sys; from mercury_lsp.kernels import commit, dispatch; assert 'triton' not in sys.modules; "
+            "print(type(commit._commit_kernel).__name__, callable(commit.commit_confident_triton), "
+            "dispatch.TRITON_AVAILABLE)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.split() == ["JITFunction", "True", "True"], done.stderr[-2000:]

@@ -33,8 +33,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-from mercury_lsp.context import SINGLE_LINE_TOKENS
 from mercury_lsp.engine import daemon
+from mercury_lsp.engine.api.infill import SINGLE_LINE_TOKENS
 from mercury_lsp.transport import Frame, FrameReader
 
 ROOT = Path(__file__).resolve().parent.parent

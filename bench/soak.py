@@ -42,9 +42,10 @@ URI = "file:///soak/module.py"
 TEXT = "import os\n\n\ndef total(items):\n    result = 0\n    for item in items:\n        result += item\n    return \n"
 
 
-def rss_mb(pid: int) -> float:
+def rss_mb(pid: int, field: str = "VmRSS") -> float:
+    """A process's resident memory in MB: all of it (VmRSS), or its anonymous (RssAnon) or file-backed (RssFile) part."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -317,6 +318,16 @@ def metric_values(url: str, names: tuple[str, ...]) -> dict[str, float]:
     return values
 
 
+def cache_mb(url: str) -> str:
+    """The prefix + suffix caches' MB, from /health's memory (what the engine holds on purpose)."""
+    try:
+        with urllib.request.urlopen(url + "/health", timeout=10) as response:
+            memory = json.loads(response.read()).get("memory") or {}
+    except OSError:
+        return "?"
+    return f"{memory['prefix_cache']['mb']:.0f} + {memory['suffix_cache']['mb']:.0f}" if memory else "?"
+
+
 def soak_memory(args: argparse.Namespace) -> int:
     """Varied requests to `mercury-engine serve`; a table row of its memory every --every requests."""
     from mercury_lsp.models import BUNDLED_MODEL
@@ -357,9 +368,9 @@ def _soak_memory(args: argparse.Namespace, process: subprocess.Popen, port_file:
           f"work), model {model.name} on {health.get('device')} ({health.get('dtype')}), {len(documents)} held-out "
           f"documents, {args.clients} clients, steps {args.steps or 'default'}, seed {args.seed}")
     print(f"health: {json.dumps({k: v for k, v in health.items() if k not in ('status', 'model')})}\n")
-    print("| requests | minutes | engine RSS (MB) | × post-load |" + (" allocated (MB) | reserved (MB) |" if cuda else "")
-          + " p50 / p90 ms (since last row) | errors |")
-    print("|---|---|---|---|" + ("---|---|" if cuda else "") + "---|---|")
+    print("| requests | minutes | engine RSS (MB) | × post-load | anon / file (MB) | caches (MB) |"
+          + (" allocated (MB) | reserved (MB) |" if cuda else "") + " p50 / p90 ms (since last row) | errors |")
+    print("|---|---|---|---|---|---|" + ("---|---|" if cuda else "") + "---|---|")
     started = time.perf_counter()
     lock = threading.Lock()
     done = {"sent": 0, "count": 0, "errors": 0}
@@ -373,10 +384,12 @@ def _soak_memory(args: argparse.Namespace, process: subprocess.Popen, port_file:
         if cuda:
             gauges = metric_values(url, device_gauges)
             device = "".join(f" {gauges.get(name, float('nan')) / 2**20:.0f} |" for name in device_gauges)
+        anon, files = rss_mb(process.pid, "RssAnon"), rss_mb(process.pid, "RssFile")
         times = sorted(window) or [float("nan")]
         window.clear()
-        print(f"| {count} | {(time.perf_counter() - started) / 60:.1f} | {rss:.0f} | {rss / loaded:.2f} |{device} "
-              f"{times[len(times) // 2]:.0f} / {times[int(len(times) * 0.9)]:.0f} | {done['errors']} |", flush=True)
+        print(f"| {count} | {(time.perf_counter() - started) / 60:.1f} | {rss:.0f} | {rss / loaded:.2f} | {anon:.0f} / "
+              f"{files:.0f} | {cache_mb(url)} |{device} {times[len(times) // 2]:.0f} / "
+              f"{times[int(len(times) * 0.9)]:.0f} | {done['errors']} |", flush=True)
 
     row(0)
 
@@ -409,8 +422,10 @@ def _soak_memory(args: argparse.Namespace, process: subprocess.Popen, port_file:
     for thread in threads:
         thread.join()
     time.sleep(3)  # the engine hands a burst's memory back after 2 s without requests
-    print(f"| idle 3 s | {(time.perf_counter() - started) / 60:.1f} | {rss_mb(process.pid):.0f} | "
-          f"{rss_mb(process.pid) / loaded:.2f} |" + (" |" * (2 if cuda else 0)) + " | |")
+    idle = rss_mb(process.pid)
+    print(f"| idle 3 s | {(time.perf_counter() - started) / 60:.1f} | {idle:.0f} | {idle / loaded:.2f} | "
+          f"{rss_mb(process.pid, 'RssAnon'):.0f} / {rss_mb(process.pid, 'RssFile'):.0f} | {cache_mb(url)} |"
+          + (" |" * (2 if cuda else 0)) + " | |")
     print(f"\npost-load {loaded:.0f} MB; last {rows[-1]:.0f} MB ({rows[-1] / loaded:.2f}×); "
           f"{done['errors']} errors; engine {'alive' if process.poll() is None else 'DIED'}")
     return 1 if done["errors"] or process.poll() is not None else 0

@@ -42,6 +42,36 @@ def test_cpu_slots_are_resident_only_where_written_and_handed_back():
     assert all(bool((k[3] == 0).all()) and bool((v[3] == 0).all()) for k, v in zip(slots.k, slots.v))
 
 
+def test_a_trimmed_slot_keeps_its_first_positions_and_hands_back_the_rest():
+    config = ModelConfig(vocab_size=64, hidden_size=256, intermediate_size=512, num_layers=4, num_heads=4,
+                         num_kv_heads=4, head_dim=64, max_position_embeddings=4096)
+    slots = ContextSlots(config, 4, 4096, torch.float32, torch.device("cpu"))
+    for k, v in zip(slots.k, slots.v):
+        k[1].fill_(1.0)
+        v[1].fill_(2.0)
+        k[2].fill_(3.0)  # the neighbour must not lose a byte
+    written = resident_mb()
+    assert slots.trim_slot(1, 100)
+    assert written - resident_mb() > 0.9 * 32 * (4096 - 128) / 4096  # all but the pages of the first positions
+    for k, v in zip(slots.k, slots.v):
+        assert bool((k[1, :, :100] == 1).all()) and bool((v[1, :, :100] == 2).all())
+        assert bool((k[1, :, 128:] == 0).all()) and bool((v[1, :, 128:] == 0).all())
+        assert bool((k[2] == 3).all())
+
+
+def test_a_released_slot_holds_only_its_last_context(tiny_checkpoint):
+    engine = InfillEngine(load_checkpoint(tiny_checkpoint, device="cpu"), EngineSettings(max_batch=2))
+    engine.infill(InfillRequest(prefix=SOURCE[:1500], suffix=SOURCE[1500:1800], max_tokens=4))
+    keys = engine.context.k[0][0]  # slot 0: [heads, positions, head_dim]
+    long_context = int((keys != 0).any(-1).any(0).nonzero().max()) + 1
+    engine.infill(InfillRequest(prefix=SOURCE[:60], max_tokens=4))
+    short_context = int(engine.context.length[0])
+    assert short_context < long_context // 4
+    # What the long request left past the short one's keys went back to the system: zeros from the next page on.
+    page_positions = 4096 // (keys.shape[-1] * keys.element_size())
+    assert bool((keys[:, -(-short_context // page_positions) * page_positions :] == 0).all())
+
+
 def test_caches_stay_within_their_bytes_and_documents_share_prefix_chunks(tiny_checkpoint):
     loaded = load_checkpoint(tiny_checkpoint, device="cpu")
     engine = InfillEngine(loaded, EngineSettings(chunk_size=16, context_cache_mb=0.05))

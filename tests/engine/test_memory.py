@@ -1,8 +1,12 @@
 """What the engine holds: CPU context slots resident only where written and handed back, caches within their
-bytes, the model built for loading without importing torch's symbolic-shape stack, and no Triton on a CPU."""
+bytes, slots sized from --max-batch and the model's positions (and reported in /health), device memory in /metrics
+on CUDA, the model built for loading without importing torch's symbolic-shape stack, and no Triton on a CPU."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,9 +14,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from mercury_lsp.engine.batcher import Batcher
 from mercury_lsp.engine.checkpoint import load_checkpoint
 from mercury_lsp.engine.context_cache import ContextSlots
 from mercury_lsp.engine.infill import EngineSettings, InfillEngine, InfillRequest
+from mercury_lsp.engine.metrics import EngineMetrics
 from mercury_lsp.engine.model import ModelConfig
 
 SOURCE = "".join(f"def f{i}(x):\n    return x * {i} + total\n\n" for i in range(40))
@@ -116,3 +122,55 @@ def test_kernels_imported_before_triton_still_hand_out_jitted_kernels():
             "dispatch.TRITON_AVAILABLE)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.stdout.split() == ["JITFunction", "True", "True"], done.stderr[-2000:]
+
+
+def test_slots_are_sized_from_max_batch_and_the_models_positions(tiny_checkpoint, tmp_path):
+    # A copy of the tiny model that knows only 256 positions: its slots must not be sized for the 4,096 default.
+    short = tmp_path / "short"
+    shutil.copytree(tiny_checkpoint, short)
+    config = json.loads((short / "config.json").read_text())
+    (short / "config.json").write_text(json.dumps(config | {"max_position_embeddings": 256}))
+    for folder, max_batch, positions in ((tiny_checkpoint, 3, 4096), (short, 5, 256)):
+        loaded = load_checkpoint(folder, device="cpu")
+        engine = InfillEngine(loaded, EngineSettings(max_batch=max_batch))
+        layers, kv_heads = loaded.model.config.num_layers, loaded.model.config.num_kv_heads
+        assert len(engine.context.k) == len(engine.context.v) == layers
+        assert engine.context.k[0].shape[:3] == (max_batch + 1, kv_heads, positions)  # + 1: the padding rows' slot
+        assert engine.context_capacity == positions
+    # A context limit below the model's positions sizes them instead.
+    engine = InfillEngine(load_checkpoint(tiny_checkpoint, device="cpu"),
+                          EngineSettings(max_batch=2, max_context_tokens=512))
+    assert engine.context.k[0].shape[:3] == (3, kv_heads, 512)
+
+
+def test_health_reports_the_slots_max_batch_asked_for(tiny_checkpoint):
+    asyncio.run(_health_memory(tiny_checkpoint))
+
+
+async def _health_memory(tiny_checkpoint) -> None:
+    batcher = Batcher(tiny_checkpoint, "cpu", EngineMetrics(), max_batch=3, max_queue=8, threads=1)
+    assert batcher.memory() is None  # nothing to report before the model is loaded
+    batcher.start()
+    try:
+        while batcher.state in ("loading", "warming"):
+            await asyncio.sleep(0.02)
+        memory = batcher.memory()
+        context = batcher._engine.context
+        assert memory["context_slots"] == {"slots": 3, "positions": 4096,
+                                           "mb_per_slot": round(context.slot_bytes / 2**20, 1)}
+        assert memory["prefix_cache"]["max_mb"] > 0 and memory["suffix_cache"]["max_mb"] > 0
+    finally:
+        batcher.stop()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="device memory gauges exist only on a CUDA engine")
+def test_metrics_report_cuda_allocated_and_reserved_memory(tiny_checkpoint):
+    engine = InfillEngine(load_checkpoint(tiny_checkpoint, device="cuda"), EngineSettings(max_batch=2, cuda_graphs=False))
+    engine.infill(InfillRequest(prefix=SOURCE[:300], max_tokens=4))
+    metrics = EngineMetrics()
+    metrics.watch_memory(engine)
+    values = {line.split()[0]: float(line.split()[1]) for line in metrics.render().decode().splitlines()
+              if line.startswith("mercury_cuda_memory_")}
+    allocated, reserved = values["mercury_cuda_memory_allocated_bytes"], values["mercury_cuda_memory_reserved_bytes"]
+    assert allocated >= sum(t.numel() * t.element_size() for t in engine.context.k + engine.context.v)  # slots live
+    assert reserved >= allocated

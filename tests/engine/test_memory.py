@@ -1,6 +1,7 @@
-"""What the engine holds: CPU context slots resident only where written and handed back, caches within their
-bytes, slots sized from --max-batch and the model's positions (and reported in /health), device memory in /metrics
-on CUDA, the model built for loading without importing torch's symbolic-shape stack, and no Triton on a CPU."""
+"""What the engine holds: CPU context slots resident only where written and handed back (after a burst too),
+caches within their bytes, slots sized from --max-batch and the model's positions (and reported in /health), device
+memory in /metrics on CUDA, the model built for loading without importing torch's symbolic-shape stack, and no
+Triton on a CPU."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -143,7 +145,7 @@ def test_slots_are_sized_from_max_batch_and_the_models_positions(tiny_checkpoint
     assert engine.context.k[0].shape[:3] == (3, kv_heads, 512)
 
 
-def test_health_reports_the_slots_max_batch_asked_for(tiny_checkpoint):
+def test_health_reports_the_slots_max_batch_asked_for_and_a_burst_hands_them_back(tiny_checkpoint):
     asyncio.run(_health_memory(tiny_checkpoint))
 
 
@@ -159,6 +161,17 @@ async def _health_memory(tiny_checkpoint) -> None:
         assert memory["context_slots"] == {"slots": 3, "positions": 4096,
                                            "mb_per_slot": round(context.slot_bytes / 2**20, 1)}
         assert memory["prefix_cache"]["max_mb"] > 0 and memory["suffix_cache"]["max_mb"] > 0
+        assert memory["returned_after_bursts"] == 0
+        # A burst of three at once fills three slots; 2 s after it, every slot past the first goes back.
+        burst = [batcher.submit(InfillRequest(prefix=SOURCE[: 400 + 100 * i], max_tokens=4)) for i in range(3)]
+        await asyncio.wait_for(asyncio.gather(*(ticket.future for ticket in burst)), 120)
+        written = [bool((context.k[0][slot] != 0).any()) for slot in range(3)]
+        assert sum(written) == 3, written
+        deadline = time.monotonic() + 30
+        while batcher.memory()["returned_after_bursts"] == 0 and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        assert batcher.memory()["returned_after_bursts"] == 1
+        assert all(bool((k[1:] == 0).all()) and bool((v[1:] == 0).all()) for k, v in zip(context.k, context.v))
     finally:
         batcher.stop()
 

@@ -46,9 +46,9 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     stages.append(("import torch", rss_mb()))
     from mercury_lsp.engine.allocator import configure_heap, return_idle_memory
+    from mercury_lsp.engine.api.infill import InfillRequest
     from mercury_lsp.engine.checkpoint import load_checkpoint
     from mercury_lsp.engine.infill import EngineSettings, InfillEngine
-    from mercury_lsp.infill_api import InfillRequest
     from mercury_lsp.models import BUNDLED_MODEL
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -33,18 +33,20 @@ import time
 import urllib.request
 from pathlib import Path
 
-from mercury_lsp.context import SINGLE_LINE_TOKENS
 from mercury_lsp.engine import daemon
+from mercury_lsp.engine.api.infill import SINGLE_LINE_TOKENS
 from mercury_lsp.transport import Frame, FrameReader
 
 ROOT = Path(__file__).resolve().parent.parent
 URI = "file:///soak/module.py"
 TEXT = "import os\n\n\ndef total(items):\n    result = 0\n    for item in items:\n        result += item\n    return \n"
+FLAT_FROM = 1500  # --memory: the issue's flatness is from 1,500 requests on
 
 
-def rss_mb(pid: int) -> float:
+def rss_mb(pid: int, field: str = "VmRSS") -> float:
+    """A process's resident memory in MB: all of it (VmRSS), or its anonymous (RssAnon) or file-backed (RssFile) part."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -136,7 +138,7 @@ def soak_language_server(args: argparse.Namespace, model: Path, runtime: Path) -
         "textDocument": {"uri": URI}, "position": {"line": 7, "character": 11}, "context": {"triggerKind": 1}}}))
     server.wait_until_ready(120)  # the first request started the engine
     asked: list[object] = ["init", "start"]
-    counts = {"messages": 4, "malformed": 0, "requests": 2}
+    counts = {"messages": 4, "malformed": 0, "requests": 2, "closed": 0}
     warm = max(args.messages // 20, 1)
     before = None
     line, column, version = 7, 11, 1
@@ -145,7 +147,21 @@ def soak_language_server(args: argparse.Namespace, model: Path, runtime: Path) -
             server.wait_for(list(asked), 120)
             before = rss_mb(server.process.pid)
         roll = rng.random()
-        if roll < 0.02:
+        if roll < 0.01:  # another file opened, asked at and closed: nothing of it may stay (issue 21)
+            uri, lines = f"file:///soak/other_{n}.py", rng.randrange(200, 2000)
+            other = "".join(f"def f{n}_{i}(x):\n    return x * {i}\n" for i in range(lines))
+            request_id = f"o{n}"
+            data = (frame({"jsonrpc": "2.0", "method": "textDocument/didOpen", "params": {"textDocument": {
+                        "uri": uri, "languageId": "python", "version": 1, "text": other}}})
+                    + frame({"jsonrpc": "2.0", "id": request_id, "method": "textDocument/inlineCompletion", "params": {
+                        "textDocument": {"uri": uri}, "position": {"line": 2 * lines, "character": 0},
+                        "context": {"triggerKind": 1}}})
+                    + frame({"jsonrpc": "2.0", "method": "textDocument/didClose",
+                             "params": {"textDocument": {"uri": uri}}}))
+            asked.append(request_id)
+            counts["requests"] += 1
+            counts["closed"] += 1
+        elif roll < 0.02:
             data = junk(rng)
             counts["malformed"] += 1
         elif roll < 0.04:
@@ -317,6 +333,16 @@ def metric_values(url: str, names: tuple[str, ...]) -> dict[str, float]:
     return values
 
 
+def cache_mb(url: str) -> str:
+    """The prefix + suffix caches' MB, from /health's memory (what the engine holds on purpose)."""
+    try:
+        with urllib.request.urlopen(url + "/health", timeout=10) as response:
+            memory = json.loads(response.read()).get("memory") or {}
+    except OSError:
+        return "?"
+    return f"{memory['prefix_cache']['mb']:.0f} + {memory['suffix_cache']['mb']:.0f}" if memory else "?"
+
+
 def soak_memory(args: argparse.Namespace) -> int:
     """Varied requests to `mercury-engine serve`; a table row of its memory every --every requests."""
     from mercury_lsp.models import BUNDLED_MODEL
@@ -357,26 +383,31 @@ def _soak_memory(args: argparse.Namespace, process: subprocess.Popen, port_file:
           f"work), model {model.name} on {health.get('device')} ({health.get('dtype')}), {len(documents)} held-out "
           f"documents, {args.clients} clients, steps {args.steps or 'default'}, seed {args.seed}")
     print(f"health: {json.dumps({k: v for k, v in health.items() if k not in ('status', 'model')})}\n")
-    print("| requests | minutes | engine RSS (MB) | × post-load |" + (" allocated (MB) | reserved (MB) |" if cuda else "")
-          + " p50 / p90 ms (since last row) | errors |")
-    print("|---|---|---|---|" + ("---|---|" if cuda else "") + "---|---|")
+    print("| requests | minutes | engine RSS (MB) | × post-load | anon / file (MB) | caches (MB) |"
+          + (" allocated (MB) | reserved (MB) |" if cuda else "") + " p50 / p90 ms (since last row) | errors |")
+    print("|---|---|---|---|---|---|" + ("---|---|" if cuda else "") + "---|---|")
     started = time.perf_counter()
     lock = threading.Lock()
     done = {"sent": 0, "count": 0, "errors": 0}
     window: list[float] = []
-    rows: list[float] = []
+    rows: list[tuple[int, float]] = []  # (requests, RSS MB)
+
+    def device_cells() -> str:
+        if not cuda:
+            return ""
+        gauges = metric_values(url, device_gauges)
+        return "".join(f" {gauges.get(name, float('nan')) / 2**20:.0f} |" for name in device_gauges)
 
     def row(count: int) -> None:
         rss = rss_mb(process.pid)
-        rows.append(rss)
-        device = ""
-        if cuda:
-            gauges = metric_values(url, device_gauges)
-            device = "".join(f" {gauges.get(name, float('nan')) / 2**20:.0f} |" for name in device_gauges)
+        rows.append((count, rss))
+        device = device_cells()
+        anon, files = rss_mb(process.pid, "RssAnon"), rss_mb(process.pid, "RssFile")
         times = sorted(window) or [float("nan")]
         window.clear()
-        print(f"| {count} | {(time.perf_counter() - started) / 60:.1f} | {rss:.0f} | {rss / loaded:.2f} |{device} "
-              f"{times[len(times) // 2]:.0f} / {times[int(len(times) * 0.9)]:.0f} | {done['errors']} |", flush=True)
+        print(f"| {count} | {(time.perf_counter() - started) / 60:.1f} | {rss:.0f} | {rss / loaded:.2f} | {anon:.0f} / "
+              f"{files:.0f} | {cache_mb(url)} |{device} {times[len(times) // 2]:.0f} / "
+              f"{times[int(len(times) * 0.9)]:.0f} | {done['errors']} |", flush=True)
 
     row(0)
 
@@ -409,10 +440,17 @@ def _soak_memory(args: argparse.Namespace, process: subprocess.Popen, port_file:
     for thread in threads:
         thread.join()
     time.sleep(3)  # the engine hands a burst's memory back after 2 s without requests
-    print(f"| idle 3 s | {(time.perf_counter() - started) / 60:.1f} | {rss_mb(process.pid):.0f} | "
-          f"{rss_mb(process.pid) / loaded:.2f} |" + (" |" * (2 if cuda else 0)) + " | |")
-    print(f"\npost-load {loaded:.0f} MB; last {rows[-1]:.0f} MB ({rows[-1] / loaded:.2f}×); "
+    idle = rss_mb(process.pid)
+    print(f"| idle 3 s | {(time.perf_counter() - started) / 60:.1f} | {idle:.0f} | {idle / loaded:.2f} | "
+          f"{rss_mb(process.pid, 'RssAnon'):.0f} / {rss_mb(process.pid, 'RssFile'):.0f} | {cache_mb(url)} |"
+          + device_cells() + " | |")
+    last = rows[-1][1]
+    print(f"\npost-load {loaded:.0f} MB; last {last:.0f} MB ({last / loaded:.2f}×); "
           f"{done['errors']} errors; engine {'alive' if process.poll() is None else 'DIED'}")
+    late = [rss for count, rss in rows if count >= FLAT_FROM]
+    if len(late) > 1:  # the issue's flatness: every row from 1,500 requests on, against the row at 1,500
+        print(f"from {FLAT_FROM} requests on: {min(late):.0f}–{max(late):.0f} MB, {max(late) / late[0] - 1:+.1%} / "
+              f"{min(late) / late[0] - 1:+.1%} against the row at {FLAT_FROM}; last {last / late[0] - 1:+.1%}")
     return 1 if done["errors"] or process.poll() is not None else 0
 
 
@@ -460,7 +498,8 @@ def main() -> int:
     print("| process | messages | of which malformed | requests | crashed | unanswered | wrong answers "
           "| RSS before | RSS after |")
     print("|---|---|---|---|---|---|---|---|---|")
-    print(f"| language server (stdio) | {lsp['messages']} | {lsp['malformed']} (errors answered: "
+    print(f"| language server (stdio, {lsp['closed']} other files opened and closed) | {lsp['messages']} | "
+          f"{lsp['malformed']} (errors answered: "
           f"{lsp['parse_errors']}) | {lsp['requests']} | {'yes' if lsp['crashed'] else 'no'} | {lsp['unanswered']} "
           f"| {lsp['wrong']} | {lsp['rss_before']:.1f} MB | {lsp['rss_after']:.1f} MB |")
     print(f"| engine (raw HTTP) | {engine['requests']} | {engine['malformed']} | {engine['requests']} | "

@@ -1,10 +1,11 @@
-"""The engine process's C heap (glibc malloc): settings that keep varied tensor sizes from fragmenting it, and
-handing memory back to the system once a burst of requests is over.
+"""The engine process's C heap (glibc malloc): two arenas, and memory handed back to the system once a burst of
+requests is over and every 30 s under steady load.
 
-Every CPU tensor comes from malloc. By default glibc raises its mmap threshold to the largest block freed so far
-(up to 32 MB), so after the first large tensor is freed, tensors of every later request's shape are carved from
-heaps that never shrink, and each thread that allocates gets an arena of its own (8 per core). A fixed threshold
-keeps large tensors in mappings that are unmapped on free; two arenas bound the rest (bench/RESULTS.md).
+Every CPU tensor comes from malloc, and each thread that allocates gets an arena of its own (up to 8 per core):
+two bound them. glibc's own mmap threshold stays: it rises to the largest block freed (up to 32 MB), so a request's
+tensors reuse the pages earlier ones freed. A fixed 256 KB threshold (issue 21's first round) gave every larger
+tensor a fresh mapping, its pages faulted in and zeroed at each use: 30-40% of a request's latency on a CPU
+(bench/RESULTS.md). What the heaps keep free between trims is what `malloc_trim` returns.
 """
 
 from __future__ import annotations
@@ -19,10 +20,7 @@ from mercury_lsp.engine.context_cache import ContextSlots
 
 log = logging.getLogger(__name__)
 
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_ARENA_MAX = -1, -3, -8  # glibc's mallopt parameters (malloc.h)
-MMAP_THRESHOLD = 256 * 1024  # bytes: larger blocks get their own mapping (a 1x512 float row is 2 KB; a layer's
-                             # activations for a request are hundreds of KB)
-TRIM_THRESHOLD = 4 * 2**20  # free space at a heap's top beyond this goes back to the system at once
+M_ARENA_MAX = -8  # glibc's mallopt parameter (malloc.h)
 ARENAS = 2
 
 
@@ -39,11 +37,10 @@ _LIBC = _glibc()
 
 
 def configure_heap() -> bool:
-    """Fix the mmap and trim thresholds and cap the arenas; call before the model allocates. False off glibc."""
+    """Cap the arenas; call before the engine's threads allocate. False off glibc."""
     if _LIBC is None:
         return False
-    done = all(_LIBC.mallopt(param, value) == 1 for param, value in (
-        (M_MMAP_THRESHOLD, MMAP_THRESHOLD), (M_TRIM_THRESHOLD, TRIM_THRESHOLD), (M_ARENA_MAX, ARENAS)))
+    done = _LIBC.mallopt(M_ARENA_MAX, ARENAS) == 1
     if not done:
         log.warning("glibc refused a malloc setting; memory may grow with varied requests")
     return done

@@ -75,11 +75,26 @@ class ContextSlots:
     def drop_slot(self, slot: int) -> bool:
         """Give a free slot's pages back to the system (they read as zeros again and cost nothing until written);
         True where the slot lives in such pages (CPU), False on a device."""
-        for t, region in zip(self.k + self.v, self._regions):
-            if region is not None:
-                size = t[0].numel() * t.element_size()
-                region.madvise(mmap.MADV_DONTNEED, slot * size, size)
-        return self._regions[0] is not None
+        return self.trim_slot(slot, 0)
+
+    def trim_slot(self, slot: int, keep: int) -> bool:
+        """Give back a slot's pages past its first `keep` positions, in every layer and head (pages that hold any
+        kept byte stay); False on a device. A slot's contents die with its request: without this a slot stays
+        resident at the longest context it ever held, and three clients kept three full slots for short requests.
+        """
+        if self._regions[0] is None:
+            return False
+        head_dim, itemsize, heads = self.k[0].shape[-1], self.k[0].element_size(), self.k[0].shape[1]
+        row = self.capacity * head_dim * itemsize  # bytes of one head's keys (or values) in one slot
+        kept = min(keep, self.capacity) * head_dim * itemsize
+        page = mmap.PAGESIZE
+        for head in range(heads):
+            first = slot * heads * row + head * row
+            start, stop = -(-(first + kept) // page) * page, (first + row) // page * page
+            if start < stop:
+                for region in self._regions:
+                    region.madvise(mmap.MADV_DONTNEED, start, stop - start)
+        return True
 
 
 def _zeros(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, mmap.mmap | None]:

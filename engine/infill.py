@@ -342,6 +342,9 @@ class InfillEngine:
             if not job.released:
                 job.released = True
                 self._free_slots.append(job.slot)
+                # Its keys are dead now; pages past them held a longer context earlier (kept: no refaults at the
+                # next keystroke's length).
+                self.context.trim_slot(job.slot, self._context_length(job))
         self._free_slots.sort()  # lowest first: a lone request gets slot 0, read as a view
 
     def infill(self, request: InfillRequest) -> InfillResult:

@@ -1,17 +1,26 @@
-"""What the engine holds: CPU context slots resident only where written and handed back, caches within their
-bytes, and the model built for loading without importing torch's symbolic-shape stack."""
+"""What the engine holds: CPU context slots resident only where written and handed back (after a burst too),
+caches within their bytes, slots sized from --max-batch and the model's positions (and reported in /health), device
+memory in /metrics on CUDA, the model built for loading without importing torch's symbolic-shape stack, and no
+Triton on a CPU."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import pytest
 import torch
 
+from mercury_lsp.engine.batcher import Batcher
 from mercury_lsp.engine.checkpoint import load_checkpoint
 from mercury_lsp.engine.context_cache import ContextSlots
 from mercury_lsp.engine.infill import EngineSettings, InfillEngine, InfillRequest
+from mercury_lsp.engine.metrics import EngineMetrics
 from mercury_lsp.engine.model import ModelConfig
 
 SOURCE = "".join(f"def f{i}(x):\n    return x * {i} + total\n\n" for i in range(40))
@@ -41,6 +50,36 @@ def test_cpu_slots_are_resident_only_where_written_and_handed_back():
     assert all(bool((k[3] == 0).all()) and bool((v[3] == 0).all()) for k, v in zip(slots.k, slots.v))
 
 
+def test_a_trimmed_slot_keeps_its_first_positions_and_hands_back_the_rest():
+    config = ModelConfig(vocab_size=64, hidden_size=256, intermediate_size=512, num_layers=4, num_heads=4,
+                         num_kv_heads=4, head_dim=64, max_position_embeddings=4096)
+    slots = ContextSlots(config, 4, 4096, torch.float32, torch.device("cpu"))
+    for k, v in zip(slots.k, slots.v):
+        k[1].fill_(1.0)
+        v[1].fill_(2.0)
+        k[2].fill_(3.0)  # the neighbour must not lose a byte
+    written = resident_mb()
+    assert slots.trim_slot(1, 100)
+    assert written - resident_mb() > 0.9 * 32 * (4096 - 128) / 4096  # all but the pages of the first positions
+    for k, v in zip(slots.k, slots.v):
+        assert bool((k[1, :, :100] == 1).all()) and bool((v[1, :, :100] == 2).all())
+        assert bool((k[1, :, 128:] == 0).all()) and bool((v[1, :, 128:] == 0).all())
+        assert bool((k[2] == 3).all())
+
+
+def test_a_released_slot_holds_only_its_last_context(tiny_checkpoint):
+    engine = InfillEngine(load_checkpoint(tiny_checkpoint, device="cpu"), EngineSettings(max_batch=2))
+    engine.infill(InfillRequest(prefix=SOURCE[:1500], suffix=SOURCE[1500:1800], max_tokens=4))
+    keys = engine.context.k[0][0]  # slot 0: [heads, positions, head_dim]
+    long_context = int((keys != 0).any(-1).any(0).nonzero().max()) + 1
+    engine.infill(InfillRequest(prefix=SOURCE[:60], max_tokens=4))
+    short_context = int(engine.context.length[0])
+    assert short_context < long_context // 4
+    # What the long request left past the short one's keys went back to the system: zeros from the next page on.
+    page_positions = 4096 // (keys.shape[-1] * keys.element_size())
+    assert bool((keys[:, -(-short_context // page_positions) * page_positions :] == 0).all())
+
+
 def test_caches_stay_within_their_bytes_and_documents_share_prefix_chunks(tiny_checkpoint):
     loaded = load_checkpoint(tiny_checkpoint, device="cpu")
     engine = InfillEngine(loaded, EngineSettings(chunk_size=16, context_cache_mb=0.05))
@@ -64,3 +103,87 @@ def test_a_model_built_for_loading_imports_no_sympy(tiny_checkpoint):
             f"load_checkpoint({str(tiny_checkpoint)!r}, device='cpu'); print('sympy' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.stdout.strip() == "False", done.stderr[-2000:]
+
+
+def test_an_engine_on_a_cpu_imports_no_triton(tiny_checkpoint):
+    pytest.importorskip("triton")  # installed, so that an eager import would show
+    code = ("import sys; from mercury_lsp.engine.checkpoint import load_checkpoint; "
+            "from mercury_lsp.engine.infill import InfillEngine, InfillRequest; "
+            f"engine = InfillEngine(load_checkpoint({str(tiny_checkpoint)!r}, device='cpu')); "
+            "engine.infill(InfillRequest(prefix='def f(x):\\n    return ', max_tokens=4)); "
+            "print('triton' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "False", done.stderr[-2000:]
+
+
+def test_kernels_imported_before_triton_still_hand_out_jitted_kernels():
+    pytest.importorskip("triton")
+    # The order a test session meets them in: the engine's modules first, then a test asking for the kernels.
+    code = ("import sys; from mercury_lsp.kernels import commit, dispatch; assert 'triton' not in sys.modules; "
+            "print(type(commit._commit_kernel).__name__, callable(commit.commit_confident_triton), "
+            "dispatch.TRITON_AVAILABLE)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.split() == ["JITFunction", "True", "True"], done.stderr[-2000:]
+
+
+def test_slots_are_sized_from_max_batch_and_the_models_positions(tiny_checkpoint, tmp_path):
+    # A copy of the tiny model that knows only 256 positions: its slots must not be sized for the 4,096 default.
+    short = tmp_path / "short"
+    shutil.copytree(tiny_checkpoint, short)
+    config = json.loads((short / "config.json").read_text())
+    (short / "config.json").write_text(json.dumps(config | {"max_position_embeddings": 256}))
+    for folder, max_batch, positions in ((tiny_checkpoint, 3, 4096), (short, 5, 256)):
+        loaded = load_checkpoint(folder, device="cpu")
+        engine = InfillEngine(loaded, EngineSettings(max_batch=max_batch))
+        layers, kv_heads = loaded.model.config.num_layers, loaded.model.config.num_kv_heads
+        assert len(engine.context.k) == len(engine.context.v) == layers
+        assert engine.context.k[0].shape[:3] == (max_batch + 1, kv_heads, positions)  # + 1: the padding rows' slot
+        assert engine.context_capacity == positions
+    # A context limit below the model's positions sizes them instead.
+    engine = InfillEngine(load_checkpoint(tiny_checkpoint, device="cpu"),
+                          EngineSettings(max_batch=2, max_context_tokens=512))
+    assert engine.context.k[0].shape[:3] == (3, kv_heads, 512)
+
+
+def test_health_reports_the_slots_max_batch_asked_for_and_a_burst_hands_them_back(tiny_checkpoint):
+    asyncio.run(_health_memory(tiny_checkpoint))
+
+
+async def _health_memory(tiny_checkpoint) -> None:
+    batcher = Batcher(tiny_checkpoint, "cpu", EngineMetrics(), max_batch=3, max_queue=8, threads=1)
+    assert batcher.memory() is None  # nothing to report before the model is loaded
+    batcher.start()
+    try:
+        while batcher.state in ("loading", "warming"):
+            await asyncio.sleep(0.02)
+        memory = batcher.memory()
+        context = batcher._engine.context
+        assert memory["context_slots"] == {"slots": 3, "positions": 4096,
+                                           "mb_per_slot": round(context.slot_bytes / 2**20, 1)}
+        assert memory["prefix_cache"]["max_mb"] > 0 and memory["suffix_cache"]["max_mb"] > 0
+        assert memory["returned_after_bursts"] == 0
+        # A burst of three at once fills three slots; 2 s after it, every slot past the first goes back.
+        burst = [batcher.submit(InfillRequest(prefix=SOURCE[: 400 + 100 * i], max_tokens=4)) for i in range(3)]
+        await asyncio.wait_for(asyncio.gather(*(ticket.future for ticket in burst)), 120)
+        written = [bool((context.k[0][slot] != 0).any()) for slot in range(3)]
+        assert sum(written) == 3, written
+        deadline = time.monotonic() + 30
+        while batcher.memory()["returned_after_bursts"] == 0 and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        assert batcher.memory()["returned_after_bursts"] == 1
+        assert all(bool((k[1:] == 0).all()) and bool((v[1:] == 0).all()) for k, v in zip(context.k, context.v))
+    finally:
+        batcher.stop()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="device memory gauges exist only on a CUDA engine")
+def test_metrics_report_cuda_allocated_and_reserved_memory(tiny_checkpoint):
+    engine = InfillEngine(load_checkpoint(tiny_checkpoint, device="cuda"), EngineSettings(max_batch=2, cuda_graphs=False))
+    engine.infill(InfillRequest(prefix=SOURCE[:300], max_tokens=4))
+    metrics = EngineMetrics()
+    metrics.watch_memory(engine)
+    values = {line.split()[0]: float(line.split()[1]) for line in metrics.render().decode().splitlines()
+              if line.startswith("mercury_cuda_memory_")}
+    allocated, reserved = values["mercury_cuda_memory_allocated_bytes"], values["mercury_cuda_memory_reserved_bytes"]
+    assert allocated >= sum(t.numel() * t.element_size() for t in engine.context.k + engine.context.v)  # slots live
+    assert reserved >= allocated

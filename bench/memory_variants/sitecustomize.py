@@ -1,0 +1,53 @@
+"""Engine variants for bench/memory_ab.py, switched in every Python process started with this folder on PYTHONPATH
+and MERCURY_MEMORY_VARIANT set (the engine server is a process of its own, so a flag could not reach it):
+
+- `off`: the engine's memory features of issue 21 undone: glibc's malloc defaults (no mallopt, no malloc_trim),
+  context slots from torch.zeros (resident from the start, never trimmed or handed back), caches without a bound.
+- `heap`: only the C heap's settings undone (glibc's defaults, no malloc_trim); slots and caches as they are.
+- `mmap256k`: the C heap of issue 21's first round: mmap threshold fixed at 256 KB, trim threshold 4 MB, two arenas.
+- `mmap32`: the same with a 32 MB mmap and a 64 MB trim threshold (glibc's dynamic ceilings, fixed).
+- `trims`: glibc's default thresholds and arenas (no mallopt); the trims as they are.
+- `buckets`: the CPU step padded to the (batch, canvas) buckets, as on a GPU (CanvasStep(pad_to_buckets=True)).
+"""
+
+import os
+
+_VARIANT = os.environ.get("MERCURY_MEMORY_VARIANT")
+
+if _VARIANT is not None:
+    # Every variant, `on` too, imports the engine here (at start-up, on the main thread), so that they differ in
+    # nothing else: where modules are imported decides which malloc arena holds their objects.
+    import torch
+
+    from mercury_lsp.engine import allocator, context_cache, infill, step  # noqa: F401 (step: imported for all)
+
+if _VARIANT == "off":
+    allocator.configure_heap = lambda: False
+    allocator.trim_heap = lambda: None
+    context_cache._zeros = lambda shape, dtype, device: (torch.zeros(shape, dtype=dtype, device=device), None)
+    _engine_init = infill.InfillEngine.__init__
+
+    def _unbounded_caches(self, *args, **kwargs):
+        _engine_init(self, *args, **kwargs)
+        self.prefix_cache.max_bytes = self.suffix_cache.max_bytes = 2**40
+
+    infill.InfillEngine.__init__ = _unbounded_caches
+elif _VARIANT == "heap":
+    allocator.configure_heap = lambda: False
+    allocator.trim_heap = lambda: None
+elif _VARIANT in ("mmap256k", "mmap32"):
+    _MMAP, _TRIM = (256 * 1024, 4 * 2**20) if _VARIANT == "mmap256k" else (32 * 2**20, 64 * 2**20)
+    _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # malloc.h
+    allocator.configure_heap = lambda: all(allocator._LIBC.mallopt(param, value) == 1 for param, value in (
+        (_M_MMAP_THRESHOLD, _MMAP), (_M_TRIM_THRESHOLD, _TRIM), (allocator.M_ARENA_MAX, allocator.ARENAS)))
+elif _VARIANT == "trims":
+    allocator.configure_heap = lambda: False
+elif _VARIANT == "buckets":
+    _step_init = step.CanvasStep.__init__
+
+    def _padded(self, *args, **kwargs):
+        _step_init(self, *args, **{**kwargs, "pad_to_buckets": True})
+
+    step.CanvasStep.__init__ = _padded
+elif _VARIANT not in (None, "on"):
+    raise SystemExit(f"MERCURY_MEMORY_VARIANT={_VARIANT!r}: on, off, heap, trims, mmap256k, mmap32 or buckets")

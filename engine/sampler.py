@@ -271,9 +271,8 @@ def denoise(
     # Length first: commit the filler the length distribution is sure of before choosing the answer's tokens.
     settled = ~masked & ~committed_filler & ~tables.filler[ids]
     log_f = filler_log_prob(logits, tables.filler_ids)
-    tail_threshold = slots.tail_threshold[rows][:, None]
     ended = answer_ended(log_f, masked, tables.filler[ids])
-    tail = masked & (ended >= tail_threshold)
+    tail = masked & (ended >= slots.tail_threshold[rows][:, None])
     tail_token = torch.where(tables.filler[id_best], id_best, torch.full_like(id_best, tables.pad_id))
     ids = torch.where(tail, tail_token, ids)
     tail_conf = torch.where(tail, p_best, slots.confidence[rows, :width])
@@ -297,7 +296,7 @@ def denoise(
         threshold, slots.filler_rule[rows], min_commits=min_commits, filler_threshold=slots.filler_threshold[rows],
     )
     if probe is not None:
-        conf = torch.where(token == id_best, p_best, p_nf)  # the token's probability, whatever decided the commit
+        conf = torch.where(token == id_best, p_best, p_nf)  # the token's own confidence, whatever decided the commit
     ids = torch.where(commit, token, ids)
     confidences = torch.where(commit, conf, tail_conf)
     masked = masked & ~commit

@@ -241,6 +241,10 @@ class Batcher:
         self.progress = fraction
         self.message = f"Downloading {self.model_name}: {text}" + (f" ({fraction:.0%})." if fraction is not None else ".")
 
+    def sampler(self) -> dict[str, Any] | None:
+        """How the engine commits tokens (for /health), once loaded."""
+        return self._engine.sampler_summary() if self._engine is not None else None
+
     def memory(self) -> dict[str, Any] | None:
         """What the engine holds and may hold (for /health), once loaded."""
         engine = self._engine

@@ -199,6 +199,19 @@ class InfillEngine:
         return (self.probe is not None and s.commit_rule == "probe" and s.threshold is None
                 and request.threshold is None)
 
+    def sampler_summary(self) -> dict[str, object]:
+        """How requests that name no threshold are committed (for /health): the rule, its threshold, length first."""
+        s = self.settings
+        probe = self.probe if s.commit_rule == "probe" and s.threshold is None else None
+        summary: dict[str, object] = {
+            "commit_rule": "probe" if probe is not None else "threshold",
+            "threshold": s.threshold if s.threshold is not None else self.default_threshold,
+            "tail_threshold": s.tail_threshold, "confidence": s.confidence,
+        }
+        if probe is not None:
+            summary["probe_threshold"] = round(probe.threshold, 4)
+        return summary
+
     @property
     def slots_in_use(self) -> int:
         return self.settings.max_batch - len(self._free_slots)

@@ -52,7 +52,8 @@ async def handle_health(request: web.Request) -> web.Response:
     payload: dict[str, Any] = {"status": batcher.state, "model": batcher.model_name, "device": batcher.device_name,
                                "max_batch": batcher.max_batch}
     if batcher.dtype_name is not None:
-        payload |= {"dtype": batcher.dtype_name, "context_tokens": batcher.context_tokens, "memory": batcher.memory()}
+        payload |= {"dtype": batcher.dtype_name, "context_tokens": batcher.context_tokens, "memory": batcher.memory(),
+                    "sampler": batcher.sampler()}
     if batcher.message:
         payload["message"] = batcher.message
     if batcher.progress is not None:

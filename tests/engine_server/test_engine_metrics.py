@@ -3,11 +3,14 @@ type, cumulative buckets, escaped labels and the windowed token rate."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import aiohttp
+import torch
 from prometheus_client.parser import text_string_to_metric_families
 
+from mercury_lsp.engine.commit_probe import FEATURES, CommitProbe
 from mercury_lsp.engine.metrics import EngineMetrics, TokenRate
 
 from engine_process import metric
@@ -105,6 +108,28 @@ async def test_metrics_report_the_processes_memory_and_the_caches_bounds(shared_
         assert memory[f"{cache}_cache"]["max_mb"] == round(limit / 2**20, 1)
     assert memory["context_slots"]["slots"] == 16 and memory["context_slots"]["mb_per_slot"] > 0
     assert "mercury_cuda_memory_allocated_bytes" not in text  # a CPU engine has no device memory to report
+
+
+async def test_health_says_how_tokens_are_committed(start_engine, tiny_checkpoint, tmp_path):
+    # A model folder with a commit probe: the engine commits by it unless told --commit-rule threshold.
+    probed = tmp_path / "probed"
+    shutil.copytree(tiny_checkpoint, probed)
+    features = len(FEATURES)
+    CommitProbe(torch.zeros(features), torch.ones(features), torch.zeros(4, features), torch.zeros(4),
+                torch.zeros(4), torch.tensor([2.0]), threshold=0.6).save(probed)
+    answers = {}
+    for rule in ("probe", "threshold"):
+        engine = start_engine("--commit-rule", rule, model=probed)
+        engine.wait_ready()
+        async with aiohttp.ClientSession() as session:
+            async with session.get(engine.url + "/health") as response:
+                answers[rule] = (await response.json())["sampler"]
+            async with session.post(engine.url + "/v1/infill", json={"prefix": "x = ", "max_tokens": 4}) as done:
+                assert done.status == 200
+    assert answers["probe"] == {"commit_rule": "probe", "threshold": 0.9, "tail_threshold": 0.9,
+                                "confidence": "probability", "probe_threshold": 0.6}
+    assert answers["threshold"] == {"commit_rule": "threshold", "threshold": 0.9, "tail_threshold": 0.9,
+                                    "confidence": "probability"}
 
 
 async def test_serve_takes_the_engines_step_options(start_engine):

@@ -11,11 +11,11 @@ from aiohttp import web
 
 from mercury_lsp.engine.api.edit_completions import edit_answer, parse_edit_request
 from mercury_lsp.engine.api.validation import RequestError
-from mercury_lsp.engine.batcher import EngineFailure, NotReady, QueueFull
+from mercury_lsp.engine.batcher import EngineFailure
 from mercury_lsp.engine.routes.plumbing import (
     BATCHER_KEY,
     CONFIG_KEY,
-    ApiError,
+    admitted,
     checked,
     deadline_error,
     engine_error,
@@ -29,17 +29,14 @@ async def handle_edit_completions(request: web.Request) -> web.Response:
 
     edit = checked(parse_edit_request, await read_json(request))
     batcher, limit = request.app[BATCHER_KEY], request.app[CONFIG_KEY].request_timeout_s
-    try:
-        future = batcher.call(lambda engine: answer_edit_request(engine, edit))
-        region, result = await asyncio.wait_for(asyncio.shield(future), limit)
-    except NotReady as error:
-        raise ApiError(503, str(error), "engine_unavailable", retry_after=2) from None
-    except QueueFull as error:
-        raise ApiError(429, str(error), "rate_limit_error", retry_after=1) from None
-    except asyncio.TimeoutError:
-        raise deadline_error(limit) from None
-    except (RequestError, EngineFailure) as error:
-        raise engine_error(error) from None
+    with admitted(batcher):
+        try:
+            future = batcher.call(lambda engine: answer_edit_request(engine, edit))
+            region, result = await asyncio.wait_for(asyncio.shield(future), limit)
+        except asyncio.TimeoutError:
+            raise deadline_error(limit) from None
+        except (RequestError, EngineFailure) as error:
+            raise engine_error(error) from None
     answer = edit_answer(f"cmpl-{uuid.uuid4().hex}", int(time.time()), batcher.model_name, region,
                          len(edit.prompt.text) // 4, len(region) // 4)
     return web.json_response(answer | {"ms": round(result.ms, 3), "proposed": result.proposal is not None})

@@ -7,9 +7,10 @@ The model runs on the batcher's own thread; a handler only awaits its ticket.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -110,16 +111,24 @@ async def read_json(request: web.Request) -> Any:
 
 # -- the batcher ------------------------------------------------------------------------------------------------
 
-def submit(request: web.Request, infill: InfillRequest,
-           on_progress: Callable[[list[str]], None] | None = None) -> Ticket:
-    batcher = request.app[BATCHER_KEY]
+@contextlib.contextmanager
+def admitted(batcher: Batcher) -> Iterator[None]:
+    """The batcher's refusals as HTTP answers: 503 while it cannot take work (retry soon while it loads), 429 when
+    its queue is full."""
     try:
-        return batcher.submit(infill, on_progress)
+        yield
     except NotReady as error:
         retry = 2 if batcher.state in ("loading", "warming") else None
         raise ApiError(503, str(error), "engine_unavailable", retry_after=retry) from None
     except QueueFull as error:
         raise ApiError(429, str(error), "rate_limit_error", retry_after=1) from None
+
+
+def submit(request: web.Request, infill: InfillRequest,
+           on_progress: Callable[[list[str]], None] | None = None) -> Ticket:
+    batcher = request.app[BATCHER_KEY]
+    with admitted(batcher):
+        return batcher.submit(infill, on_progress)
 
 
 def _retrieve(future: asyncio.Future) -> None:

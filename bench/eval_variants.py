@@ -12,6 +12,8 @@ Each variant changes one thing around `mercury-engine eval` (same held-out holes
     server-eval     see server
     server-single   as server, but one line (canvas 32) after typed text unless a block opener ends it
     int8            dynamic int8 quantization of the transformer layers' linear maps (per channel)
+    answer-first    a step's forced commits go to the answer: commits of the filler run no longer count toward
+                    the step's minimum, and the run's frontier is forced only when no answer position is left
 
 Engine settings are options of `mercury-engine eval` itself: `--exact-context` (full bidirectional attention at
 every step), `--confidence margin|entropy`. The earlier `frontier` variant re-typed the commit selection and was
@@ -31,7 +33,7 @@ import mercury_lsp.engine.training.evaluate as evaluate
 from mercury_lsp.engine.cli import main as engine_main
 from mercury_lsp.postprocess import _BLOCK_OPENER, CursorView, postprocess
 
-VARIANTS = ("base", "steps", "server", "server-eval", "server-single", "int8")
+VARIANTS = ("base", "steps", "server", "server-eval", "server-single", "int8", "answer-first")
 
 
 def patch_requests(change) -> None:
@@ -79,6 +81,34 @@ def patch_int8() -> None:
     checkpoint.load_checkpoint = load
 
 
+def patch_answer_first() -> None:
+    """The commit rule (kernels/commit.py's reference, used on a CPU) with the step's minimum counted in answer
+    commits."""
+    import mercury_lsp.engine.sampler as sampler
+    from mercury_lsp.kernels.commit import _suffix_run
+
+    def commit_answer_first(p_best, id_best, p_nf, id_nf, best_is_filler, masked, committed_filler, threshold,
+                            filler_rule, min_commits=None, filler_threshold=None):
+        rule = filler_rule[:, None]
+        in_run = _suffix_run(committed_filler | (masked & best_is_filler)) & rule
+        token = torch.where(in_run | ~rule, id_best, id_nf)
+        conf = torch.where(in_run | ~rule, p_best, p_nf)
+        run_threshold = threshold if filler_threshold is None else torch.minimum(threshold, filler_threshold)
+        run_commit = _suffix_run(in_run & (committed_filler | (masked & (conf >= run_threshold[:, None])))) & masked
+        commit = run_commit | (~in_run & masked & (conf >= threshold[:, None]))
+        masked_run = masked & in_run
+        frontier = masked_run & (masked_run.flip(-1).cumsum(-1).flip(-1) == 1)
+        answer_left = (masked & ~in_run).any(-1)
+        eligible = ((masked & ~in_run) | (frontier & ~answer_left[:, None])) & ~commit
+        counted = torch.where(answer_left, (commit & ~in_run).sum(-1), commit.sum(-1))
+        wanted = torch.ones_like(counted) if min_commits is None else min_commits
+        missing = (wanted - counted).clamp(min=0)
+        rank = conf.masked_fill(~eligible, -1.0).argsort(dim=-1, descending=True, stable=True).argsort(-1)
+        return commit | (eligible & (rank < missing[:, None])), token, conf
+
+    sampler.commit_confident = commit_answer_first
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("variant", choices=VARIANTS)
@@ -105,6 +135,8 @@ def main() -> int:
         patch_postprocessing()
     elif args.variant == "int8":
         patch_int8()
+    elif args.variant == "answer-first":
+        patch_answer_first()
     return engine_main(["eval", "--single", args.single, "--multi", args.multi, "--seed", args.seed, "--common",
                         *engine_options])
 

@@ -56,9 +56,10 @@ def add_confidence_option(parser: argparse.ArgumentParser) -> None:
                         help="length first: commit the canvas end as filler where the chance that the answer "
                              "already ended passes this; 'none' turns it off, the rule before (default: 0.9)")
     parser.add_argument("--commit-rule", choices=["probe", "threshold"], default="probe",
-                        help="probe: commit the answer's tokens by the learned probe a model ships "
-                             "(commit_probe.safetensors; the bundled one does), where no threshold is named; "
-                             "threshold: by their probability, the rule before (default: probe)")
+                        help="probe: commit the answer's tokens by the learned probe in the model's folder "
+                             "(commit_probe.safetensors, from `mercury-engine train-probe`; the bundled model "
+                             "has none), where no threshold is named; threshold: by their probability "
+                             "(default: probe, which is the threshold rule for a model without one)")
 
 
 def filler_threshold(text: str) -> float | None:

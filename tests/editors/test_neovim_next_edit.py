@@ -9,18 +9,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
 from test_neovim import LUA_TESTS, NO_0_12, nvim_0_12, nvim_on_path, run_lua
-
-from mercury_lsp.engine.batcher import Batcher
-from mercury_lsp.engine.checkpoint import LoadedModel
-from mercury_lsp.engine.metrics import EngineMetrics
-from mercury_lsp.engine.server import ServeConfig, build_app
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "next_edit"))
 sys.path.insert(0, str(Path(__file__).parents[1] / "engine"))  # scripted.py, for scripted_rename
-from scripted_rename import BEFORE, EDITED, RENAMED, scripted_model, tiny_vocab  # noqa: E402
-from test_next_edit_e2e import LoopbackServer  # noqa: E402
+from scripted_rename import BEFORE, EDITED, RENAMED  # noqa: E402
+from test_next_edit_e2e import scripted_rename_server  # noqa: E402
 
 SCRIPT = LUA_TESTS / "next_edit_test.lua"
 PASSES = ("before any edit the server, once its engine is ready, proposes nothing",
@@ -32,18 +26,8 @@ PASSES = ("before any edit the server, once its engine is ready, proposes nothin
 
 @pytest.fixture(scope="module")
 def scripted_engine_url() -> Iterator[str]:
-    """The engine's HTTP app and batcher, serving the scripted model that knows RENAMED."""
-    vocab = tiny_vocab()
-    loaded = LoadedModel(scripted_model(vocab, RENAMED), vocab, "scripted", "scripted-rename",
-                         torch.device("cpu"), torch.float32)
-    metrics = EngineMetrics()
-    batcher = Batcher(Path("scripted-rename"), "cpu", metrics, max_batch=4, loaded=loaded,
-                      engine_options={"reuse_suffix": False, "cuda_graphs": False})
-    server = LoopbackServer(build_app(ServeConfig(model="scripted-rename", port=0), batcher, metrics))
-    batcher.start()
-    yield server.url
-    batcher.stop()
-    server.stop()
+    with scripted_rename_server() as url:
+        yield url
 
 
 @pytest.fixture()

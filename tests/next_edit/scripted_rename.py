@@ -31,8 +31,11 @@ def scripted_model(vocab: Vocabulary, known: str, p: float = 0.9) -> ScriptedMod
     return ScriptedModel(vocab.size, script, default=[(vocab.eos_id, 0.99)])
 
 
-def scripted_engine(known: str = RENAMED, p: float = 0.9) -> InfillEngine:
+def scripted_loaded(known: str = RENAMED, p: float = 0.9) -> LoadedModel:
     vocab = tiny_vocab()
-    loaded = LoadedModel(scripted_model(vocab, known, p), vocab, "scripted", "scripted-rename",
-                         torch.device("cpu"), torch.float32)
-    return InfillEngine(loaded, EngineSettings(reuse_suffix=False))  # the scripted model rotates no keys
+    return LoadedModel(scripted_model(vocab, known, p), vocab, "scripted", "scripted-rename", torch.device("cpu"),
+                       torch.float32)
+
+
+def scripted_engine(known: str = RENAMED, p: float = 0.9) -> InfillEngine:
+    return InfillEngine(scripted_loaded(known, p), EngineSettings(reuse_suffix=False))  # it rotates no keys

@@ -5,6 +5,7 @@ model that knows the renamed file; and from a loopback stand-in of Inception's o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import threading
 from collections.abc import Iterator
@@ -12,16 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 from aiohttp import web
 
 from mercury_lsp.engine.batcher import Batcher
-from mercury_lsp.engine.checkpoint import LoadedModel
 from mercury_lsp.engine.metrics import EngineMetrics
 from mercury_lsp.engine.server import ServeConfig, build_app
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "lsp"))
-from scripted_rename import BEFORE, RENAMED, scripted_model, tiny_vocab  # noqa: E402
+from scripted_rename import BEFORE, scripted_loaded  # noqa: E402
 from session import session  # noqa: E402
 
 URI = "file:///work/project/pkg/calc.py"
@@ -55,19 +54,25 @@ class LoopbackServer:
         self.thread.join(5)
 
 
-@pytest.fixture(scope="module")
-def scripted_engine_url() -> Iterator[str]:
-    vocab = tiny_vocab()
-    loaded = LoadedModel(scripted_model(vocab, RENAMED), vocab, "scripted", "scripted-rename",
-                         torch.device("cpu"), torch.float32)
+@contextlib.contextmanager
+def scripted_rename_server() -> Iterator[str]:
+    """The engine's HTTP app and batcher on a loopback port, serving the scripted model that knows RENAMED."""
     metrics = EngineMetrics()
-    batcher = Batcher(Path("scripted-rename"), "cpu", metrics, max_batch=4, loaded=loaded,
+    batcher = Batcher(Path("scripted-rename"), "cpu", metrics, max_batch=4, loaded=scripted_loaded(),
                       engine_options={"reuse_suffix": False, "cuda_graphs": False})
     server = LoopbackServer(build_app(ServeConfig(model="scripted-rename", port=0), batcher, metrics))
     batcher.start()
-    yield server.url
-    batcher.stop()
-    server.stop()
+    try:
+        yield server.url
+    finally:
+        batcher.stop()
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def scripted_engine_url() -> Iterator[str]:
+    with scripted_rename_server() as url:
+        yield url
 
 
 def rename_on_line_1(live: Any) -> None:

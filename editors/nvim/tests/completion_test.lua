@@ -266,10 +266,5 @@ h.test(":Mercury disable reaches the server, which then stops completing", funct
 end)
 
 h.run(function()
-  for _, c in ipairs(vim.lsp.get_clients({ name = "mercury" })) do
-    c:stop()
-  end
-  vim.wait(5000, function()
-    return #vim.lsp.get_clients({ name = "mercury" }) == 0
-  end, 50)
+  h.stop_clients("mercury")
 end)

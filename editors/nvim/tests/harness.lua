@@ -89,4 +89,14 @@ function M.run(teardown)
   end)()
 end
 
+--- Teardown for M.run: stop the named language clients and wait (up to 5 s) until they are gone.
+function M.stop_clients(name)
+  for _, c in ipairs(vim.lsp.get_clients({ name = name })) do
+    c:stop()
+  end
+  vim.wait(5000, function()
+    return #vim.lsp.get_clients({ name = name }) == 0
+  end, 50)
+end
+
 return M

@@ -178,7 +178,9 @@ class InfillEngine:
         cache_bytes = s.context_cache_bytes(self.device)
         self.prefix_cache = PrefixCache(self.model, self.context, s.chunk_size, int(cache_bytes * 0.75))
         self.suffix_cache = SuffixCache(int(cache_bytes * 0.25))
-        self.probe = loaded.commit_probe
+        # The probe in use: none under the threshold rule or an engine-wide threshold, so no step computes its
+        # features for nothing.
+        self.probe = loaded.commit_probe if s.commit_rule == "probe" and s.threshold is None else None
         self.canvas_step = CanvasStep(self.model, self.context, self.canvases, self.tables, s.max_batch,
                                       s.confidence, graphs=s.cuda_graphs, probe=self.probe)
         self._free_slots = list(range(s.max_batch))
@@ -195,21 +197,18 @@ class InfillEngine:
     def _probe_decides(self, request: InfillRequest) -> bool:
         """Whether the learned probe commits this request's tokens: the checkpoint ships one, the rule is on and
         no threshold was named (a named threshold is a request for the threshold rule)."""
-        s = self.settings
-        return (self.probe is not None and s.commit_rule == "probe" and s.threshold is None
-                and request.threshold is None)
+        return self.probe is not None and request.threshold is None
 
     def sampler_summary(self) -> dict[str, object]:
         """How requests that name no threshold are committed (for /health): the rule, its threshold, length first."""
         s = self.settings
-        probe = self.probe if s.commit_rule == "probe" and s.threshold is None else None
         summary: dict[str, object] = {
-            "commit_rule": "probe" if probe is not None else "threshold",
+            "commit_rule": "probe" if self.probe is not None else "threshold",
             "threshold": s.threshold if s.threshold is not None else self.default_threshold,
             "tail_threshold": s.tail_threshold, "confidence": s.confidence,
         }
-        if probe is not None:
-            summary["probe_threshold"] = round(probe.threshold, 4)
+        if self.probe is not None:
+            summary["probe_threshold"] = round(self.probe.threshold, 4)
         return summary
 
     @property
@@ -431,7 +430,8 @@ class InfillEngine:
         sampled = tuple(
             dataclasses.replace(j.sampled, index=i, length=j.length) for i, j in enumerate(jobs) if j.sampled
         )
-        status = denoise(self.canvases, self.tables, rows, logits, self.settings.confidence, sampled, self.probe)
+        status = denoise(self.canvases, self.tables, rows, logits, self.settings.confidence, sampled,
+                         self.canvas_step.probe)
         self.canvas_step.host_reads += 1
         self._after_step(jobs, status.tolist())
 

@@ -269,7 +269,6 @@ def denoise(
             full[row.index, : row.length] = part
 
     # Length first: commit the filler the length distribution is sure of before choosing the answer's tokens.
-    settled = ~masked & ~committed_filler & ~tables.filler[ids]
     log_f = filler_log_prob(logits, tables.filler_ids)
     ended = answer_ended(log_f, masked, tables.filler[ids])
     tail = masked & (ended >= slots.tail_threshold[rows][:, None])
@@ -287,6 +286,7 @@ def denoise(
     if probe is not None:
         # The learned rule: outside the filler run a candidate passes on the probe's score, not its probability.
         # The score is mapped onto the row's threshold scale, so the filler run keeps its own rule.
+        settled = ~masked & ~committed_filler & ~tables.filler[ids]  # the answer's committed tokens
         features = probe_features(logits, tables.filler_ids, log_f, p_best, p_nf, ended, masked, settled,
                                   slots.length[rows], steps_done, slots.single_line[rows])
         scaled = probe.rescale(probe.score(features, id_nf), threshold[:, None])

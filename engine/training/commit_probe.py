@@ -40,6 +40,7 @@ class TrajectoryRecorder:
     def score(self, features: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
         # One request at a time, in slot 0; denoise has not written this step back yet, so `masked` is the state
         # the features describe. Positions the length rule commits as filler this step are not candidates.
+        assert not bool(self.engine.canvases.probe_on[0]), "recording needs the threshold rule to commit"
         width = features.shape[1]
         masked = self.engine.canvases.masked[0, :width]
         tail_threshold = self.engine.settings.tail_threshold
@@ -63,7 +64,7 @@ def record_trajectories(loaded: LoadedModel, holes: list[Hole]) -> Trajectories:
     """Slow-decode every hole with the threshold rule, recording features and final-token labels."""
     engine = evaluation_engine(loaded, commit_rule="threshold")
     recorder = TrajectoryRecorder(engine)
-    engine.probe = engine.canvas_step.probe = recorder
+    engine.canvas_step.probe = recorder  # the step reads features through it; the threshold rule still commits
     out = Trajectories()
     for hole in holes:
         recorder.steps.clear()

@@ -85,17 +85,15 @@ def patch_answer_first() -> None:
     """The commit rule (kernels/commit.py's reference, used on a CPU) with the step's minimum counted in answer
     commits."""
     import mercury_lsp.engine.sampler as sampler
-    from mercury_lsp.kernels.commit import _suffix_run
+    from mercury_lsp.kernels.commit import _suffix_run, commit_confident_reference
 
     def commit_answer_first(p_best, id_best, p_nf, id_nf, best_is_filler, masked, committed_filler, threshold,
                             filler_rule, min_commits=None, filler_threshold=None):
-        rule = filler_rule[:, None]
-        in_run = _suffix_run(committed_filler | (masked & best_is_filler)) & rule
-        token = torch.where(in_run | ~rule, id_best, id_nf)
-        conf = torch.where(in_run | ~rule, p_best, p_nf)
-        run_threshold = threshold if filler_threshold is None else torch.minimum(threshold, filler_threshold)
-        run_commit = _suffix_run(in_run & (committed_filler | (masked & (conf >= run_threshold[:, None])))) & masked
-        commit = run_commit | (~in_run & masked & (conf >= threshold[:, None]))
+        # The shipped rule's threshold commits, nothing forced; then the forcing, counted in answer commits.
+        commit, token, conf = commit_confident_reference(
+            p_best, id_best, p_nf, id_nf, best_is_filler, masked, committed_filler, threshold, filler_rule,
+            min_commits=torch.zeros_like(threshold, dtype=torch.long), filler_threshold=filler_threshold)
+        in_run = _suffix_run(committed_filler | (masked & best_is_filler)) & filler_rule[:, None]
         masked_run = masked & in_run
         frontier = masked_run & (masked_run.flip(-1).cumsum(-1).flip(-1) == 1)
         answer_left = (masked & ~in_run).any(-1)

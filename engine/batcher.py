@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 
 IDLE_RETURN_S = 2.0  # seconds without requests after which the memory of a burst goes back to the system
 TRIM_EVERY_S = 30.0  # under steady load, free C heap pages go back this often (a trim takes milliseconds)
+# ...and whenever the last request in flight ends, at most this often: what a request freed goes back before the
+# next keystroke's request (which faults in the pages it needs again: a few ms; bench/RESULTS.md).
+TRIM_DRAINED_S = 1.0
 
 
 class QueueFull(Exception):
@@ -260,6 +263,10 @@ class Batcher:
             "suffix_cache": {"mb": round(engine.suffix_cache.bytes / 2**20, 1),
                              "max_mb": round(engine.suffix_cache.max_bytes / 2**20, 1),
                              "entries": len(engine.suffix_cache.entries)},
+            # Where requests' prefix keys/values came from: their slot, the chunk cache, or a forward.
+            "prefix_tokens": {"in_slot": engine.prefix_cache.tokens_in_slot,
+                              "from_cache": engine.prefix_cache.tokens_reused,
+                              "computed": engine.prefix_cache.tokens_computed},
             "returned_after_bursts": self.memory_returns,
         }
 
@@ -316,7 +323,9 @@ class Batcher:
                     self._reply(ticket, error=failure)
             with self._cond:
                 self.metrics.set_load(len(self._waiting), len(self._active))
-            if time.monotonic() - self._trimmed_at > TRIM_EVERY_S:
+                drained = not (self._waiting or self._active or self._calls)
+            since_trim = time.monotonic() - self._trimmed_at
+            if since_trim > TRIM_EVERY_S or (drained and since_trim > TRIM_DRAINED_S):
                 trim_heap()
                 self._trimmed_at = time.monotonic()
         for ticket in [*self._waiting, *self._active]:

@@ -42,6 +42,9 @@ class ContextSlots:
         # A padding row has its lead as its only key, so its attention stays finite.
         self.has_lead[self.scratch] = True
         self.canvas_start[self.scratch] = 1
+        # Per slot, the prefix tokens whose chunk keys/values it still holds in positions [0, n): the next request
+        # landing there (the next keystroke, on a CPU serving one editor) reuses them without the chunk cache.
+        self.resident: list[list[int]] = [[] for _ in range(slots + 1)]
 
     def layers(self, start: int = 0, stop: int | None = None, span: int | None = None) -> list[LayerKV]:
         """Per-layer views of slots [start, stop) (all by default), keys up to `span`."""
@@ -60,6 +63,7 @@ class ContextSlots:
             v[target, :, :length] = v[source, :, :length]
         for table in (self.length, self.canvas_start, self.lead, self.has_lead):
             table[target] = table[source]
+        self.resident[target] = self.resident[source][:length]
 
     def set_window(self, slot: int, context_length: int, canvas_start: int, lead: int | None) -> None:
         self.length[slot] = context_length
@@ -84,6 +88,7 @@ class ContextSlots:
         """
         if self._regions[0] is None:
             return False
+        del self.resident[slot][keep:]
         head_dim, itemsize, heads = self.k[0].shape[-1], self.k[0].element_size(), self.k[0].shape[1]
         row = self.capacity * head_dim * itemsize  # bytes of one head's keys (or values) in one slot
         kept = min(keep, self.capacity) * head_dim * itemsize
@@ -113,39 +118,58 @@ class PrefixCache:
 
     Chunks, not whole prefixes: two requests in one document share their leading chunks, held once."""
 
-    def __init__(self, model: Transformer, slots: ContextSlots, chunk_size: int = 64, max_bytes: int = 32 * 2**20):
+    def __init__(self, model: Transformer, slots: ContextSlots, chunk_size: int = 64, max_bytes: int = 32 * 2**20,
+                 group_tokens: int = 256):
         self.model = model
         self.slots = slots
         self.chunk_size = chunk_size
+        self.group_tokens = max(group_tokens // chunk_size, 1) * chunk_size
         self.max_bytes = max_bytes
         self.entries: OrderedDict[tuple[int, ...], list[LayerKV]] = OrderedDict()
         self.bytes = 0
-        self.tokens_reused = 0
+        self.tokens_in_slot = 0  # leading tokens a slot still held from its last request
+        self.tokens_reused = 0  # copied from cached chunks
         self.tokens_computed = 0
 
     def full_chunk_length(self, prefix_length: int) -> int:
         """How many leading prefix tokens are encoded in chunks (the tail keeps at least one token)."""
         return max(prefix_length - 1, 0) // self.chunk_size * self.chunk_size
 
+    def held_run(self, slot: int, ids: list[int]) -> int:
+        """How many leading tokens of `ids` (whole chunks) the slot still holds keys/values for."""
+        held, size, run = self.slots.resident[slot], self.chunk_size, 0
+        while run + size <= min(len(ids), len(held)) and held[run : run + size] == ids[run : run + size]:
+            run += size
+        return run
+
     def encode_into(self, ids: list[int], slot: int) -> None:
-        """Keys/values for `ids` (a multiple of the chunk size) in positions [0, len(ids)) of a slot, reusing the
-        longest cached run of leading chunks."""
-        size, reuse, used = self.chunk_size, 0, []
+        """Keys/values for `ids` (a multiple of the chunk size) in positions [0, len(ids)) of a slot: the leading
+        chunks the slot still holds stay, the longest cached run after them is copied in, the rest is computed.
+        Afterwards the slot holds exactly `ids` (the caller writes its window past them)."""
+        size, used = self.chunk_size, []
+        reuse = from_slot = self.held_run(slot, ids)
+        for end in range(size, reuse + 1, size):
+            if (key := tuple(ids[:end])) in self.entries:
+                used.append(key)  # still in use: its cached copy stays recent too
+        self.tokens_in_slot += reuse
         while reuse < len(ids) and (key := tuple(ids[: reuse + size])) in self.entries:
             for k, v, (cached_k, cached_v) in zip(self.slots.k, self.slots.v, self.entries[key]):
                 k[slot, :, reuse : reuse + size] = cached_k
                 v[slot, :, reuse : reuse + size] = cached_v
             used.append(key)
             reuse += size
-        if reuse < len(ids):
-            # Every new chunk in one forward, each attending to the chunks before it and itself: the same keys
-            # and values as encoding them one by one, at one launch sequence's cost.
-            device = self.slots.length.device
-            chunks = torch.tensor([ids[reuse:]], device=device)
-            positions = torch.arange(reuse, len(ids), device=device)[None]
-            past = self.slots.layers(slot, slot + 1, reuse) if reuse else None
+        # New chunks a group at a time, each chunk attending to the chunks before it and itself: the same keys and
+        # values as encoding them one by one, at one launch sequence per group. Groups bound what a long prefix's
+        # forward holds at once (its attention and MLP activations), which the C heap keeps until a trim.
+        device = self.slots.length.device
+        for start in range(reuse, len(ids), self.group_tokens):
+            stop = min(start + self.group_tokens, len(ids))
+            chunks = torch.tensor([ids[start:stop]], device=device)
+            positions = torch.arange(start, stop, device=device)[None]
+            past = self.slots.layers(slot, slot + 1, start) if start else None
             _, kv = self.model.forward_window(chunks, positions, past=past, block=size)
-            self.slots.write(slot, reuse, kv)
+            self.slots.write(slot, start, kv)
+        if reuse < len(ids):
             for at in range(reuse, len(ids), size):
                 key = tuple(ids[: at + size])
                 if key in self.entries:  # outlived the chunk before it
@@ -154,7 +178,8 @@ class PrefixCache:
                                              for k, v in zip(self.slots.k, self.slots.v)])
                 self.bytes += _kv_bytes(self.entries[key])
                 used.append(key)
-        self.tokens_reused += reuse
+        self.slots.resident[slot] = list(ids)
+        self.tokens_reused += reuse - from_slot
         self.tokens_computed += len(ids) - reuse
         # The deepest chunk is the least recent of the run: eviction takes it before the chunks it hangs from.
         for key in reversed(used):
@@ -198,9 +223,14 @@ class SuffixCache:
 
 
 def _packed(kv: list[LayerKV]) -> list[LayerKV]:
-    """A copy of every layer's keys/values in one block: a cached entry is one large allocation, which the C heap
-    maps on its own and unmaps when the entry is evicted, not hundreds of small ones that fragment it."""
-    block = torch.stack([t for pair in kv for t in pair])
+    """A copy of every layer's keys/values in one block of its own: on a CPU an anonymous mapping, unmapped when
+    the entry is evicted. A cache entry outlives many requests; in the C heap it would sit among their short-lived
+    activations and keep the pages around it from going back to the system."""
+    first = kv[0][0]
+    block, _ = _zeros((2 * len(kv), *first.shape), first.dtype, first.device)  # the block keeps its mapping
+    for i, (k, v) in enumerate(kv):
+        block[2 * i].copy_(k)
+        block[2 * i + 1].copy_(v)
     return [(block[2 * i], block[2 * i + 1]) for i in range(len(kv))]
 
 

@@ -60,8 +60,9 @@ class EngineSettings:
     max_extra_tokens: int = 1024
     max_context_tokens: int = 4096  # header + extra context + prefix + suffix: the cache's capacity per slot
     chunk_size: int = 64  # prefix chunk for exact key/value reuse across requests
-    # Bytes the prefix-chunk and suffix caches may hold together (None: 48 MB on a CPU, 1 GB on a GPU); the
-    # prefix chunks get three quarters.
+    # Bytes the prefix-chunk and suffix caches may hold together (None: 24 MB on a CPU, 1 GB on a GPU), half each.
+    # The next keystroke's prefix chunks are still in its slot (ContextSlots.resident): the prefix cache serves
+    # other places and clients.
     context_cache_mb: float | None = None
     refresh_every: int = 0  # recompute tail/suffix keys/values every N steps (0 = only when the canvas changes length)
     reuse_suffix: bool = True  # first steps reuse the previous keystroke's suffix keys/values (SuffixCache)
@@ -87,7 +88,7 @@ class EngineSettings:
 
     def context_cache_bytes(self, device: torch.device) -> int:
         """The byte bound of the prefix-chunk and suffix caches on this device."""
-        mb = self.context_cache_mb if self.context_cache_mb is not None else 48 if device.type == "cpu" else 1024
+        mb = self.context_cache_mb if self.context_cache_mb is not None else 24 if device.type == "cpu" else 1024
         return int(mb * 2**20)
 
 
@@ -176,8 +177,8 @@ class InfillEngine:
         self.canvases = CanvasSlots.allocate(s.max_batch + 1, MAX_CANVAS + 1, config.vocab_size, self.device)
         self.tables = VocabTables(self.vocab, config.vocab_size, self.device)
         cache_bytes = s.context_cache_bytes(self.device)
-        self.prefix_cache = PrefixCache(self.model, self.context, s.chunk_size, int(cache_bytes * 0.75))
-        self.suffix_cache = SuffixCache(int(cache_bytes * 0.25))
+        self.prefix_cache = PrefixCache(self.model, self.context, s.chunk_size, cache_bytes // 2)
+        self.suffix_cache = SuffixCache(cache_bytes // 2)
         # The probe in use: none under the threshold rule or an engine-wide threshold, so no step computes its
         # features for nothing.
         self.probe = loaded.commit_probe if s.commit_rule == "probe" and s.threshold is None else None
@@ -280,19 +281,26 @@ class InfillEngine:
                           self.settings.tail_threshold, self._probe_decides(request))
         request_id = self._next_request
         self._next_request += 1
-        slots = [self._free_slots.pop(0) for _ in range(request.n)]
+        chunk_len = 0 if self.settings.exact_context else self.prefix_cache.full_chunk_length(len(healed.ids))
+        slots = self._take_slots(request.n, healed.ids[:chunk_len])
         try:
-            return self._start_in(slots, request_id, context, healed, spec, request)
+            return self._start_in(slots, chunk_len, request_id, context, healed, spec, request)
         except BaseException:
             self._free_slots = sorted(self._free_slots + slots)
             raise
 
-    def _start_in(self, slots: list[int], request_id: int, context: ContextTokens, healed, spec: CanvasSpec,
-                  request: InfillRequest) -> list[Job]:
+    def _take_slots(self, n: int, chunk_ids: list[int]) -> list[int]:
+        """n free slots: first the one still holding the longest run of the request's leading chunks (a client's
+        own last request, where several share the engine), else the lowest; the lowest for the other candidates
+        (a batch of consecutive slots is read as a view)."""
+        first = max(self._free_slots, key=lambda slot: (self.prefix_cache.held_run(slot, chunk_ids), -slot))
+        self._free_slots.remove(first)
+        return [first] + [self._free_slots.pop(0) for _ in range(n - 1)]
+
+    def _start_in(self, slots: list[int], chunk_len: int, request_id: int, context: ContextTokens, healed,
+                  spec: CanvasSpec, request: InfillRequest) -> list[Job]:
         mode, length, max_length = spec.mode, spec.length, spec.max_length
-        chunk_len = 0 if self.settings.exact_context else self.prefix_cache.full_chunk_length(len(healed.ids))
-        if chunk_len:
-            self.prefix_cache.encode_into(healed.ids[:chunk_len], slots[0])
+        self.prefix_cache.encode_into(healed.ids[:chunk_len], slots[0])  # none: the slot forgets what it held
         lead = healed.ids[-1] if (self.model.config.shifted and healed.ids) else None
         jobs = []
         for i, slot in enumerate(slots):

@@ -8,6 +8,10 @@ and MERCURY_MEMORY_VARIANT set (the engine server is a process of its own, so a 
 - `mmap32`: the same with a 32 MB mmap and a 64 MB trim threshold (glibc's dynamic ceilings, fixed).
 - `trims`: glibc's default thresholds and arenas (no mallopt); the trims as they are.
 - `buckets`: the CPU step padded to the (batch, canvas) buckets, as on a GPU (CanvasStep(pad_to_buckets=True)).
+- `round1`: issue 21's second round undone: a prefix encoded in one forward (no groups), nothing reused from the
+  slot a request lands in (nor picked for it), cache entries in the C heap, caches of 48 MB (36 prefix, 12 suffix),
+  no trims when the engine drains.
+- `nodrain`: as it is, but no trims when the engine drains (every 30 s under load and 2 s after a burst only).
 """
 
 import os
@@ -19,7 +23,7 @@ if _VARIANT is not None:
     # nothing else: where modules are imported decides which malloc arena holds their objects.
     import torch
 
-    from mercury_lsp.engine import allocator, context_cache, infill, step  # noqa: F401 (step: imported for all)
+    from mercury_lsp.engine import allocator, batcher, context_cache, infill, step  # noqa: F401 (imported for all)
 
 if _VARIANT == "off":
     allocator.configure_heap = lambda: False
@@ -49,5 +53,26 @@ elif _VARIANT == "buckets":
         _step_init(self, *args, **{**kwargs, "pad_to_buckets": True})
 
     step.CanvasStep.__init__ = _padded
+elif _VARIANT == "round1":
+    _engine_init = infill.InfillEngine.__init__
+
+    def _first_round(self, *args, **kwargs):
+        _engine_init(self, *args, **kwargs)
+        if self.device.type == "cpu" and self.settings.context_cache_mb is None:
+            self.prefix_cache.max_bytes, self.suffix_cache.max_bytes = 36 * 2**20, 12 * 2**20
+        self.prefix_cache.group_tokens = 2**20
+
+    infill.InfillEngine.__init__ = _first_round
+    context_cache.PrefixCache.held_run = lambda self, slot, ids: 0
+
+    def _in_heap(kv):
+        block = torch.stack([t for pair in kv for t in pair])
+        return [(block[2 * i], block[2 * i + 1]) for i in range(len(kv))]
+
+    context_cache._packed = _in_heap
+    batcher.TRIM_DRAINED_S = float("inf")
+elif _VARIANT == "nodrain":
+    batcher.TRIM_DRAINED_S = float("inf")
 elif _VARIANT not in (None, "on"):
-    raise SystemExit(f"MERCURY_MEMORY_VARIANT={_VARIANT!r}: on, off, heap, trims, mmap256k, mmap32 or buckets")
+    raise SystemExit(f"MERCURY_MEMORY_VARIANT={_VARIANT!r}: on, off, heap, trims, mmap256k, mmap32, buckets, "
+                     "round1 or nodrain")

@@ -24,10 +24,73 @@ def test_typing_one_more_character_reuses_the_prefix_exactly(tiny_checkpoint):
     computed_before = warm.prefix_cache.tokens_computed
     after_typing = InfillRequest(prefix=SOURCE + "def g(a", suffix="\n", max_tokens=8)
     reused = warm.infill(after_typing)
-    assert warm.prefix_cache.tokens_reused >= len(warm.vocab.encode(SOURCE)) - 32
+    cache = warm.prefix_cache
+    assert cache.tokens_in_slot + cache.tokens_reused >= len(warm.vocab.encode(SOURCE)) - 32
     assert warm.prefix_cache.tokens_computed - computed_before <= 16  # at most one chunk recomputed
     cold = engine_for(tiny_checkpoint).infill(after_typing)
     assert reused.text == cold.text
+
+
+def test_the_next_keystroke_reuses_what_its_slot_still_holds_without_the_chunk_cache(tiny_checkpoint):
+    # A cache too small for one chunk: what typing reuses comes from the slot the last request left.
+    engine = engine_for(tiny_checkpoint, context_cache_mb=0.001)
+    cache = engine.prefix_cache
+    engine.infill(InfillRequest(prefix=SOURCE + "def g(", suffix="\n", max_tokens=8))
+    assert not cache.entries and engine.context.resident[0]
+    computed = cache.tokens_computed
+    typed = InfillRequest(prefix=SOURCE + "def g(a", suffix="\n", max_tokens=8)
+    reused = engine.infill(typed)
+    assert cache.tokens_computed - computed <= 16 and cache.tokens_in_slot >= len(engine.vocab.encode(SOURCE)) - 32
+    assert reused.text == engine_for(tiny_checkpoint).infill(typed).text
+    # Another place whose prefix shares only the first chunks: those stay, the rest is computed, the answer exact.
+    elsewhere = InfillRequest(prefix=SOURCE[:100] + "class Other:\n" + SOURCE[100:300], max_tokens=8)
+    assert engine.infill(elsewhere).text == engine_for(tiny_checkpoint).infill(elsewhere).text
+    held = len(engine.context.resident[0])
+    assert engine.vocab.encode(elsewhere.prefix)[:held] == engine.context.resident[0]
+    # A slot handed back to the system holds nothing: the next request computes every chunk.
+    engine.context.drop_slot(0)
+    computed = cache.tokens_computed
+    assert engine.infill(elsewhere).text == engine_for(tiny_checkpoint).infill(elsewhere).text
+    assert cache.tokens_computed - computed == held
+
+
+def test_a_prefix_encoded_a_group_of_chunks_at_a_time_has_the_keys_of_one_forward(tiny_checkpoint):
+    engines = [engine_for(tiny_checkpoint) for _ in range(2)]
+    engines[0].prefix_cache.group_tokens = 2**20  # every chunk in one forward
+    assert engines[1].prefix_cache.group_tokens == 256
+    ids = engines[0].vocab.encode(SOURCE * 4)
+    ids = ids[: len(ids) // 16 * 16]
+    assert len(ids) > 2 * 256  # three groups
+    for engine in engines:
+        engine.prefix_cache.encode_into(ids, 0)
+    for one, grouped in zip(engines[0].context.k + engines[0].context.v, engines[1].context.k + engines[1].context.v):
+        torch.testing.assert_close(grouped[0, :, : len(ids)], one[0, :, : len(ids)], rtol=1e-4, atol=1e-5)
+
+
+def test_candidates_copy_the_chunks_their_slots_hold(tiny_checkpoint):
+    engine = engine_for(tiny_checkpoint, context_cache_mb=0.001)
+    request = InfillRequest(prefix=SOURCE + "def g(", suffix="\n", max_tokens=8, n=2)
+    engine.infill(request)
+    assert engine.context.resident[1] == engine.context.resident[0] != []
+    computed = engine.prefix_cache.tokens_computed
+    engine.infill(request)
+    assert engine.prefix_cache.tokens_computed == computed
+
+
+def test_a_clients_next_keystroke_lands_in_the_slot_that_holds_its_prefix(tiny_checkpoint):
+    engine = engine_for(tiny_checkpoint, max_batch=3, context_cache_mb=0.001)
+    first, second = SOURCE + "def g(", SOURCE[::-1] + "def h("
+    at_once = [engine.start(InfillRequest(prefix=p, suffix="\n", max_tokens=4)) for p in (first, second)]
+    assert [jobs[0].slot for jobs in at_once] == [0, 1]
+    for jobs in at_once:
+        engine.release(jobs)
+    computed = engine.prefix_cache.tokens_computed
+    # The second client types first: the lowest free slot holds the first client's prefix, its own is slot 1.
+    for prefix, slot in ((second + "x", 1), (first + "a", 0), ("print(", 0)):
+        jobs = engine.start(InfillRequest(prefix=prefix, suffix="\n", max_tokens=4))
+        assert jobs[0].slot == slot
+        engine.release(jobs)
+    assert engine.prefix_cache.tokens_computed - computed <= 2 * 16
 
 
 def _started_job(engine: InfillEngine) -> Job:

@@ -98,6 +98,24 @@ def test_caches_stay_within_their_bytes_and_documents_share_prefix_chunks(tiny_c
     assert roomy.prefix_cache.tokens_computed - computed <= 16  # the chunks before 1000 were all there
 
 
+def test_cache_entries_go_back_to_the_system_when_evicted():
+    from mercury_lsp.engine.context_cache import SuffixCache
+
+    # A freed 16 MB block lifts glibc's mmap threshold to 16 MB (and its trim threshold to 32): from then on 1.5 MB
+    # entries taken from the C heap would stay resident after their eviction, among the requests' activations.
+    torch.ones(16 * 2**20 // 4)  # allocated and freed at once
+    cache = SuffixCache(max_bytes=64 * 2**20)
+    before = resident_mb()
+    for i in range(16):  # 16 entries of 1.5 MB: six layers of keys and values [8 heads, 64 tokens, 64]
+        cache.put([i], 0, [(torch.full((8, 64, 64), float(i)), torch.full((8, 64, 64), -float(i))) for _ in range(6)])
+    held = resident_mb()
+    assert held - before > 20
+    cache.max_bytes = 0
+    cache.put([99], 0, [(torch.zeros(8, 1, 64), torch.zeros(8, 1, 64))])  # evicts every entry, itself too
+    assert not cache.entries and cache.bytes == 0
+    assert held - resident_mb() > 20
+
+
 def test_a_model_built_for_loading_imports_no_sympy(tiny_checkpoint):
     code = ("import sys; from mercury_lsp.engine.checkpoint import load_checkpoint; "
             f"load_checkpoint({str(tiny_checkpoint)!r}, device='cpu'); print('sympy' in sys.modules)")
@@ -165,6 +183,8 @@ async def _health_memory(tiny_checkpoint) -> None:
         # A burst of three at once fills three slots; 2 s after it, every slot past the first goes back.
         burst = [batcher.submit(InfillRequest(prefix=SOURCE[: 400 + 100 * i], max_tokens=4)) for i in range(3)]
         await asyncio.wait_for(asyncio.gather(*(ticket.future for ticket in burst)), 120)
+        tokens = batcher.memory()["prefix_tokens"]
+        assert tokens["computed"] > 0 and set(tokens) == {"in_slot", "from_cache", "computed"}
         written = [bool((context.k[0][slot] != 0).any()) for slot in range(3)]
         assert sum(written) == 3, written
         deadline = time.monotonic() + 30
@@ -172,6 +192,39 @@ async def _health_memory(tiny_checkpoint) -> None:
             await asyncio.sleep(0.1)
         assert batcher.memory()["returned_after_bursts"] == 1
         assert all(bool((k[1:] == 0).all()) and bool((v[1:] == 0).all()) for k, v in zip(context.k, context.v))
+    finally:
+        batcher.stop()
+
+
+def test_the_heap_is_trimmed_when_the_last_request_in_flight_ends(tiny_checkpoint, monkeypatch):
+    from mercury_lsp.engine import allocator
+    from mercury_lsp.engine import batcher as batcher_module
+
+    trims: list[float] = []
+    monkeypatch.setattr(allocator, "trim_heap", lambda: trims.append(time.monotonic()))
+    monkeypatch.setattr(batcher_module, "TRIM_DRAINED_S", float("inf"))
+    asyncio.run(_trims_when_drained(tiny_checkpoint, monkeypatch, batcher_module, trims))
+
+
+async def _trims_when_drained(tiny_checkpoint, monkeypatch, batcher_module, trims: list[float]) -> None:
+    batcher = Batcher(tiny_checkpoint, "cpu", EngineMetrics(), max_batch=2, max_queue=8, threads=1)
+    batcher.start()
+    try:
+        while batcher.state in ("loading", "warming"):
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.1)
+        loaded = len(trims)  # the trim after loading
+
+        async def one_request() -> int:
+            ticket = batcher.submit(InfillRequest(prefix=SOURCE[:400], max_tokens=4))
+            await asyncio.wait_for(ticket.future, 60)
+            await asyncio.sleep(0.3)  # well before the burst's memory goes back (2 s)
+            assert batcher.memory()["returned_after_bursts"] == 0
+            return len(trims)
+
+        assert await one_request() == loaded  # drained trims off: none
+        monkeypatch.setattr(batcher_module, "TRIM_DRAINED_S", 0.0)
+        assert await one_request() == loaded + 1  # on: one, when the request ended
     finally:
         batcher.stop()
 

@@ -97,6 +97,13 @@ def body(text: str, cursor: int, max_tokens: int, single_line: bool) -> dict:
             "suffix": text[after : after + SUFFIX_CHARS], "max_tokens": max_tokens, "single_line": single_line}
 
 
+def place_requests(text: str, middle: int, indent: int):
+    """One place's requests, as (row, body): TYPED keystrokes writing a line (the first is cold), then a block."""
+    for typed in range(TYPED):
+        yield ("cold line" if typed == 0 else "warm line"), body(text, middle + typed, LINE_TOKENS, True)
+    yield "block", body(text, indent, BLOCK_TOKENS, False)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None)
@@ -114,17 +121,11 @@ def main() -> None:
         with EngineServer(folder, args.threads, args.engine_arg) as server:
             health = server.get("/health")
             for middle, indent in places(text, args.places):
-                # Typing the next characters of the line: the first request at this place is cold.
-                for typed in range(TYPED):
-                    ms, answer = server.infill(body(text, middle + typed, LINE_TOKENS, True))
-                    kind = "cold line" if typed == 0 else "warm line"
+                for kind, request in place_requests(text, middle, indent):
+                    ms, answer = server.infill(request)
                     rows[kind].append(ms)
                     rows[f"steps {kind}"].append(answer["steps"])
                     rows[f"tokens {kind}"].append(answer["tokens"])
-                ms, answer = server.infill(body(text, indent, BLOCK_TOKENS, False))
-                rows["block"].append(ms)
-                rows["steps block"].append(answer["steps"])
-                rows["tokens block"].append(answer["tokens"])
         # The autoregressive baseline: the same weights, the same prefix tokens, greedy, in this process.
         torch.set_num_threads(args.threads)
         loaded = load_checkpoint(folder, device="cpu")

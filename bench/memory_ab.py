@@ -50,7 +50,7 @@ def paired(variants: list[str], places_count: int, threads: int) -> int:
     import tempfile
     from contextlib import ExitStack
 
-    from engine_cpu import BLOCK_TOKENS, LINE_TOKENS, TYPED, EngineServer, body, places
+    from engine_cpu import EngineServer, place_requests, places
 
     from workload import SOURCE_FILE, benchmark_model
 
@@ -64,11 +64,8 @@ def paired(variants: list[str], places_count: int, threads: int) -> int:
             servers[variant] = stack.enter_context(EngineServer(folder, threads))
         for i, (middle, indent) in enumerate(places(text, places_count)):
             for variant in variants[i % len(variants) :] + variants[: i % len(variants)]:
-                server, rows = servers[variant], times[variant]
-                for typed in range(TYPED):
-                    ms, _ = server.infill(body(text, middle + typed, LINE_TOKENS, True))
-                    rows["cold line" if typed == 0 else "warm line"].append(ms)
-                rows["block"].append(server.infill(body(text, indent, BLOCK_TOKENS, False))[0])
+                for kind, request in place_requests(text, middle, indent):
+                    times[variant][kind].append(servers[variant].infill(request)[0])
     print(f"memory_ab --paired: engine_cpu.py's requests at {places_count} places, each to "
           f"{', '.join(variants)} in turn, --threads {threads}\n")
     print("| variant | " + " | ".join(f"{k} p50 / p90 ms" for k in ROWS) + " |")

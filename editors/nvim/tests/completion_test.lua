@@ -86,13 +86,6 @@ local function ghost_text(bufnr)
   return table.concat(parts)
 end
 
-local function insert_mode_done()
-  h.feed("<Esc>")
-  h.wait_for("normal mode", function()
-    return vim.api.nvim_get_mode().mode == "n"
-  end)
-end
-
 -- The plugin is on the runtimepath only once the README lines ran, so ask Neovim directly.
 if vim.lsp.inline_completion ~= nil then
   h.skip("textDocument/completion in the popup menu", "Neovim 0.12 shows inline completions instead")
@@ -103,7 +96,7 @@ if vim.lsp.inline_completion ~= nil then
     h.wait_for("ghost text without another key", function()
       return ghost_text(bufnr) ~= ""
     end, 180000)
-    insert_mode_done()
+    h.leave_insert_mode()
   end)
   h.test("inline completion: ghost text appears and <Tab> accepts it", function()
     local params = vim.lsp.util.make_position_params(0, client.offset_encoding)
@@ -122,10 +115,7 @@ if vim.lsp.inline_completion ~= nil then
     h.wait_for("the accepted suggestion", function()
       return vim.deep_equal(vim.api.nvim_buf_get_lines(bufnr, 0, -1, false), expected)
     end, 10000)
-    h.feed("<Esc>")
-    h.wait_for("normal mode", function()
-      return vim.api.nvim_get_mode().mode == "n"
-    end)
+    h.leave_insert_mode()
   end)
   h.test("inline completion: a suggestion typed past is not inserted at its old place", function()
     reset_buffer(bufnr)
@@ -144,7 +134,7 @@ if vim.lsp.inline_completion ~= nil then
     end, 10000)
     vim.wait(300)
     h.eq("    return Q\t", vim.api.nvim_buf_get_lines(bufnr, 2, 3, false)[1], "line after Q<Tab>")
-    insert_mode_done()
+    h.leave_insert_mode()
   end)
   h.test("inline completion: <M-Right> accepts the next word of the suggestion", function()
     reset_buffer(bufnr)
@@ -158,7 +148,7 @@ if vim.lsp.inline_completion ~= nil then
     h.wait_for("the next word in the buffer", function()
       return vim.api.nvim_buf_get_lines(bufnr, 2, 3, false)[1] == "    return " .. word
     end, 10000)
-    insert_mode_done()
+    h.leave_insert_mode()
   end)
   h.test("inline completion: with candidates = 2, <M-]> cycles to the next one", function()
     require("mercury").update_settings({ candidates = 2 })
@@ -173,7 +163,7 @@ if vim.lsp.inline_completion ~= nil then
       return ghost_text(bufnr):match("%((%d+)/(%d+)%)$")
     end, 10000)
     h.truthy(hint, "hint")
-    insert_mode_done()
+    h.leave_insert_mode()
     require("mercury").update_settings({ candidates = 1 })
   end)
   h.test("inline completion: <Tab> is a plain Tab when nothing is shown", function()
@@ -190,7 +180,7 @@ if vim.lsp.inline_completion ~= nil then
       return vim.api.nvim_buf_get_lines(bufnr, 2, 3, false)[1] ~= "    return "
     end)
     h.eq("    return \t", vim.api.nvim_buf_get_lines(bufnr, 2, 3, false)[1], "line after <Tab>")
-    insert_mode_done()
+    h.leave_insert_mode()
   end)
 else
   h.test("textDocument/completion: <C-Space> shows the infill and <C-y> inserts all of it", function()
@@ -218,10 +208,7 @@ else
     h.wait_for("the accepted completion", function()
       return vim.fn.pumvisible() == 0 and vim.deep_equal(vim.api.nvim_buf_get_lines(bufnr, 0, -1, false), expected)
     end, 10000)
-    h.feed("<Esc>")
-    h.wait_for("normal mode", function()
-      return vim.api.nvim_get_mode().mode == "n"
-    end)
+    h.leave_insert_mode()
     h.eq(expected, vim.api.nvim_buf_get_lines(bufnr, 0, -1, false), "buffer after accepting")
   end)
   h.skip("inline completion (ghost text)", ("needs Neovim 0.12; this is %d.%d.%d"):format(vim.version().major, vim.version().minor, vim.version().patch))

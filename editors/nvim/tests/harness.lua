@@ -89,6 +89,14 @@ function M.run(teardown)
   end)()
 end
 
+--- Press <Esc> and wait until Neovim is back in normal mode (the keys are fed asynchronously).
+function M.leave_insert_mode()
+  M.feed("<Esc>")
+  M.wait_for("normal mode", function()
+    return vim.api.nvim_get_mode().mode == "n"
+  end)
+end
+
 --- Teardown for M.run: stop the named language clients and wait (up to 5 s) until they are gone.
 function M.stop_clients(name)
   for _, c in ipairs(vim.lsp.get_clients({ name = name })) do

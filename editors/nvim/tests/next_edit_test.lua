@@ -125,10 +125,7 @@ h.test("typing clears a shown proposal", function()
   h.wait_for("the proposal to go while typing", function()
     return next_edit.shown(bufnr) == nil and #diff_marks() == 0
   end, 10000)
-  h.feed("<Esc>")
-  h.wait_for("normal mode", function()
-    return vim.api.nvim_get_mode().mode == "n"
-  end)
+  h.leave_insert_mode()
 end)
 
 h.run(function()

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))  # bench/
-from engine_cpu import BLOCK_TOKENS, LINE_TOKENS, body, places  # noqa: E402
+from engine_cpu import place_requests, places  # noqa: E402
 
 from mercury_lsp.engine.api.infill import InfillRequest  # noqa: E402
 from mercury_lsp.engine.checkpoint import load_checkpoint  # noqa: E402
@@ -56,14 +56,10 @@ def main() -> None:
             timed(spent[name], obj, method)
     for i, (middle, indent) in enumerate(places(text, int(sys.argv[1]) if len(sys.argv) > 1 else 12)):
         for name in ["on", "r1"] if i % 2 == 0 else ["r1", "on"]:
-            engine = engines[name]
-            for typed in range(4):
+            for kind, request in place_requests(text, middle, indent):
                 started = time.perf_counter()
-                engine.infill(InfillRequest(**body(text, middle + typed, LINE_TOKENS, True)))
-                times[name]["cold" if typed == 0 else "warm"].append((time.perf_counter() - started) * 1000)
-            started = time.perf_counter()
-            engine.infill(InfillRequest(**body(text, indent, BLOCK_TOKENS, False)))
-            times[name]["block"].append((time.perf_counter() - started) * 1000)
+                engines[name].infill(InfillRequest(**request))
+                times[name][kind.split()[0]].append((time.perf_counter() - started) * 1000)  # cold, warm, block
     for name, engine in engines.items():
         cache = engine.prefix_cache
         print(name, {k: round(statistics.median(v)) for k, v in times[name].items()},

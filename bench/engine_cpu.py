@@ -64,6 +64,22 @@ class EngineServer:
         with urllib.request.urlopen(self.url + path, timeout=10) as response:
             return json.loads(response.read())
 
+    def cpu_ms(self) -> float:
+        """CPU time the server process has run, all its threads (ns from schedstat): unlike wall time, it does not
+        count the time a shared CPU spent running other people's work."""
+        total = 0
+        for task in Path(f"/proc/{self.process.pid}/task").iterdir():
+            try:
+                total += int((task / "schedstat").read_text().split()[0])
+            except (FileNotFoundError, ProcessLookupError):  # a thread that ended meanwhile
+                pass
+        return total / 1e6
+
+    def minor_faults(self) -> int:
+        """Pages the server process has faulted in so far (memory handed back and touched again costs one each)."""
+        stat = Path(f"/proc/{self.process.pid}/stat").read_text()
+        return int(stat.rsplit(")", 1)[1].split()[7])  # field 10, minflt, counted after the command's name
+
     def infill(self, body: dict) -> tuple[float, dict]:
         data = json.dumps(body).encode()
         request = urllib.request.Request(self.url + "/v1/infill", data, {"Content-Type": "application/json"})

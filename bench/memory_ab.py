@@ -45,8 +45,28 @@ def run_engine_cpu(variant: str, places: int, threads: int) -> dict[str, tuple[f
     return found
 
 
+def page_fault_us() -> float:
+    """What one page faulted in costs this CPU (µs): first writes to a fresh 64 MB mapping against second writes."""
+    import mmap
+    import time
+
+    import torch
+
+    region = mmap.mmap(-1, 64 * 2**20, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    tensor = torch.frombuffer(region, dtype=torch.float32)
+    started = time.perf_counter()
+    tensor.fill_(1.0)
+    first = time.perf_counter()
+    tensor.fill_(2.0)
+    second = time.perf_counter()
+    del tensor
+    region.close()
+    return ((first - started) - (second - first)) / (64 * 2**20 // mmap.PAGESIZE) * 1e6
+
+
 def paired(variants: list[str], places_count: int, threads: int) -> int:
-    """Every place's requests to each variant's server in turn; p50 / p90 per variant and row."""
+    """Every place's requests to each variant's server in turn; per variant and row: wall and CPU ms, pages faulted
+    in, and each request's ratio to the same request on the first variant."""
     import tempfile
     from contextlib import ExitStack
 
@@ -55,7 +75,8 @@ def paired(variants: list[str], places_count: int, threads: int) -> int:
     from workload import SOURCE_FILE, benchmark_model
 
     text = SOURCE_FILE.read_text()
-    times: dict[str, dict[str, list[float]]] = {v: {k: [] for k in ROWS} for v in variants}
+    measures = ("wall ms", "cpu ms", "faults")
+    seen = {v: {m: {k: [] for k in ROWS} for m in measures} for v in variants}  # variant -> measure -> row -> list
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
         folder, _ = benchmark_model(None, Path(tmp), "small")
         servers = {}
@@ -64,20 +85,35 @@ def paired(variants: list[str], places_count: int, threads: int) -> int:
             servers[variant] = stack.enter_context(EngineServer(folder, threads))
         for i, (middle, indent) in enumerate(places(text, places_count)):
             for variant in variants[i % len(variants) :] + variants[: i % len(variants)]:
+                server = servers[variant]
                 for kind, request in place_requests(text, middle, indent):
-                    times[variant][kind].append(servers[variant].infill(request)[0])
-    print(f"memory_ab --paired: engine_cpu.py's requests at {places_count} places, each to "
-          f"{', '.join(variants)} in turn, --threads {threads}\n")
-    print("| variant | " + " | ".join(f"{k} p50 / p90 ms" for k in ROWS) + " |")
-    print("|---|" + "---|" * len(ROWS))
+                    cpu, faults = server.cpu_ms(), server.minor_faults()
+                    seen[variant]["wall ms"][kind].append(server.infill(request)[0])
+                    seen[variant]["cpu ms"][kind].append(server.cpu_ms() - cpu)
+                    seen[variant]["faults"][kind].append(server.minor_faults() - faults)
+    fault_us = page_fault_us()
+    print(f"memory_ab --paired: engine_cpu.py's requests at {places_count} places, each to {', '.join(variants)} in "
+          f"turn, --threads {threads}. CPU ms: what the engine process ran (all its threads; a shared CPU's other "
+          f"work is not in it). A page faulted in costs {fault_us:.1f} µs here (a fresh 64 MB mapping written).\n")
     base = variants[0]
+    print("| variant | row | wall ms p50 / p90 | CPU ms p50 / p90 | per request against " + base
+          + ": wall, CPU (median ratio) | pages faulted in: mean (≈ ms) |")
+    print("|---|---|---|---|---|---|")
     for variant in variants:
-        cells = []
         for key in ROWS:
-            p50, p90 = statistics.median(times[variant][key]), statistics.quantiles(times[variant][key], n=10)[8]
-            reference = statistics.median(times[base][key])
-            cells.append(f"{p50:.0f} / {p90:.0f}" + ("" if variant == base else f" ({p50 / reference - 1:+.1%})"))
-        print(f"| {variant} | " + " | ".join(cells) + " |")
+            cells = []
+            for measure in ("wall ms", "cpu ms"):
+                values = seen[variant][measure][key]
+                cells.append(f"{statistics.median(values):.0f} / {statistics.quantiles(values, n=10)[8]:.0f}")
+            if variant == base:
+                cells.append("")
+            else:
+                ratios = [statistics.median(a / b for a, b in zip(seen[variant][m][key], seen[base][m][key]) if b)
+                          for m in ("wall ms", "cpu ms")]
+                cells.append(", ".join(f"{r - 1:+.1%}" for r in ratios))
+            faults = statistics.fmean(seen[variant]["faults"][key])
+            cells.append(f"{faults:.0f} (≈ {faults * fault_us / 1000:.0f} ms)")
+            print(f"| {variant} | {key} | " + " | ".join(cells) + " |")
     return 0
 
 

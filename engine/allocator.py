@@ -1,5 +1,5 @@
-"""The engine process's C heap (glibc malloc): two arenas, and memory handed back to the system whenever the last
-request in flight ends (at most once a second), once a burst of requests is over and every 30 s under steady load.
+"""The engine process's C heap (glibc malloc): two arenas, and memory handed back to the system whenever a request
+ends (at most once a second), once a burst of requests is over and every 30 s under steady load.
 
 Every CPU tensor comes from malloc, and each thread that allocates gets an arena of its own (up to 8 per core):
 two bound them. glibc's own mmap threshold stays: it rises to the largest block freed (up to 32 MB), so a request's

@@ -30,9 +30,10 @@ log = logging.getLogger(__name__)
 
 IDLE_RETURN_S = 2.0  # seconds without requests after which the memory of a burst goes back to the system
 TRIM_EVERY_S = 30.0  # under steady load, free C heap pages go back this often (a trim takes milliseconds)
-# ...and whenever the last request in flight ends, at most this often: what a request freed goes back before the
-# next keystroke's request (which faults in the pages it needs again: a few ms; bench/RESULTS.md).
-TRIM_DRAINED_S = 1.0
+# ...and whenever a request ends, at most this often: what it freed goes back before the next keystroke's request
+# (which faults in the pages it needs again: a few ms; bench/RESULTS.md). Not only when the last one in flight ends:
+# with several clients the engine seldom drains, and the heap kept the peak of their batches between 30 s trims.
+TRIM_AFTER_REQUEST_S = 1.0
 
 
 class QueueFull(Exception):
@@ -310,10 +311,11 @@ class Batcher:
             self._run_calls(calls)
             for ticket in called_off:
                 self._engine.release(ticket.jobs)
+            finished = 0
             try:
                 for ticket in newcomers:
                     self._begin(ticket)
-                self._step()
+                finished = self._step()
             except Exception as error:  # the model thread must outlive any failure: fail what was in flight
                 log.exception("batched step failed")
                 failure = EngineFailure(f"The engine failed during a step ({type(error).__name__}).")
@@ -325,7 +327,7 @@ class Batcher:
                 self.metrics.set_load(len(self._waiting), len(self._active))
                 drained = not (self._waiting or self._active or self._calls)
             since_trim = time.monotonic() - self._trimmed_at
-            if since_trim > TRIM_EVERY_S or (drained and since_trim > TRIM_DRAINED_S):
+            if since_trim > TRIM_EVERY_S or ((finished or drained) and since_trim > TRIM_AFTER_REQUEST_S):
                 trim_heap()
                 self._trimmed_at = time.monotonic()
         for ticket in [*self._waiting, *self._active]:
@@ -393,7 +395,9 @@ class Batcher:
                 return
         self._engine.release(ticket.jobs)
 
-    def _step(self) -> None:
+    def _step(self) -> int:
+        """One step of every request in flight; the number of requests it finished."""
+        finished = 0
         with self._cond:
             active = list(self._active)  # cancel() may remove tickets while this step runs
         jobs = [job for ticket in active for job in ticket.jobs if not job.done]
@@ -406,8 +410,10 @@ class Batcher:
                 continue
             if all(job.done for job in ticket.jobs):
                 self._finish(ticket)
+                finished += 1
             elif ticket.on_progress is not None:
                 self._report_progress(ticket)
+        return finished
 
     def _report_progress(self, ticket: Ticket) -> None:
         settled = self._engine.settled(ticket.jobs)

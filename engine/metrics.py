@@ -35,15 +35,19 @@ class TokenRate:
     def add(self, tokens: int, now: float) -> None:
         with self._lock:
             self.events.append((now, tokens))
+            self._forget_before(now)  # here too: an engine nobody scrapes would keep every request's event
 
     def rate(self, now: float) -> float:
         with self._lock:
-            while self.events and now - self.events[0][0] > self.window_s:
-                self.events.popleft()
+            self._forget_before(now)
             if not self.events:
                 return 0.0
             span = max(now - self.events[0][0], 1.0)
             return sum(tokens for _, tokens in self.events) / span
+
+    def _forget_before(self, now: float) -> None:
+        while self.events and now - self.events[0][0] > self.window_s:
+            self.events.popleft()
 
 
 class EngineMetrics:

@@ -11,7 +11,13 @@ and MERCURY_MEMORY_VARIANT set (the engine server is a process of its own, so a 
 - `round1`: issue 21's second round undone: a prefix encoded in one forward (no groups), nothing reused from the
   slot a request lands in (nor picked for it), cache entries in the C heap, caches of 48 MB (36 prefix, 12 suffix),
   no trims when the engine drains.
-- `nodrain`: as it is, but no trims when the engine drains (every 30 s under load and 2 s after a burst only).
+- `nodrain`: as it is, but no trims when a request ends (every 30 s under load and 2 s after a burst only).
+- `drainonly`: the heap trimmed (at most once a second) only when the last request in flight ends, not whenever
+  one does (the second round's rule).
+- `none`: both rounds of issue 21 undone (`off` and `round1` together, the caches without a bound as in `off`):
+  the engine the issue's "no latency cost" compares against.
+
+MERCURY_MEMORY_PROBE=FILE (with or without a variant) also starts memory_probe.py's thread in the engine server.
 """
 
 import os
@@ -25,7 +31,7 @@ if _VARIANT is not None:
 
     from mercury_lsp.engine import allocator, batcher, context_cache, infill, step  # noqa: F401 (imported for all)
 
-if _VARIANT == "off":
+if _VARIANT in ("off", "none"):
     allocator.configure_heap = lambda: False
     allocator.trim_heap = lambda: None
     context_cache._zeros = lambda shape, dtype, device: (torch.zeros(shape, dtype=dtype, device=device), None)
@@ -53,12 +59,26 @@ elif _VARIANT == "buckets":
         _step_init(self, *args, **{**kwargs, "pad_to_buckets": True})
 
     step.CanvasStep.__init__ = _padded
-elif _VARIANT == "round1":
-    _engine_init = infill.InfillEngine.__init__
+elif _VARIANT == "drainonly":
+    _step_counting_finished = batcher.Batcher._step
+
+    def _step_finishing_nothing(self):
+        _step_counting_finished(self)
+        return 0  # so the heap is trimmed only when the last request in flight ends (the second round's rule)
+
+    batcher.Batcher._step = _step_finishing_nothing
+elif _VARIANT == "nodrain":
+    batcher.TRIM_AFTER_REQUEST_S = float("inf")
+elif _VARIANT not in (None, "on", "round1", "none"):
+    raise SystemExit(f"MERCURY_MEMORY_VARIANT={_VARIANT!r}: on, off, heap, trims, mmap256k, mmap32, buckets, "
+                     "round1, nodrain, drainonly or none")
+
+if _VARIANT in ("round1", "none"):
+    _engine_init_round1 = infill.InfillEngine.__init__
 
     def _first_round(self, *args, **kwargs):
-        _engine_init(self, *args, **kwargs)
-        if self.device.type == "cpu" and self.settings.context_cache_mb is None:
+        _engine_init_round1(self, *args, **kwargs)
+        if _VARIANT == "round1" and self.device.type == "cpu" and self.settings.context_cache_mb is None:
             self.prefix_cache.max_bytes, self.suffix_cache.max_bytes = 36 * 2**20, 12 * 2**20
         self.prefix_cache.group_tokens = 2**20
 
@@ -70,9 +90,19 @@ elif _VARIANT == "round1":
         return [(block[2 * i], block[2 * i + 1]) for i in range(len(kv))]
 
     context_cache._packed = _in_heap
-    batcher.TRIM_DRAINED_S = float("inf")
-elif _VARIANT == "nodrain":
-    batcher.TRIM_DRAINED_S = float("inf")
-elif _VARIANT not in (None, "on"):
-    raise SystemExit(f"MERCURY_MEMORY_VARIANT={_VARIANT!r}: on, off, heap, trims, mmap256k, mmap32, buckets, "
-                     "round1 or nodrain")
+    batcher.TRIM_AFTER_REQUEST_S = float("inf")
+
+if os.environ.get("MERCURY_MEMORY_PROBE"):  # the engine server only: the probe starts with its first InfillEngine
+    from memory_probe import start_from_environment
+
+    from mercury_lsp.engine import infill as _infill
+
+    _probe_engine_init = _infill.InfillEngine.__init__
+
+    def _probed(self, *args, **kwargs):
+        _probe_engine_init(self, *args, **kwargs)
+        if not getattr(_infill, "_probe_started", False):
+            _infill._probe_started = True
+            start_from_environment(self)
+
+    _infill.InfillEngine.__init__ = _probed

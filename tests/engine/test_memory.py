@@ -196,18 +196,18 @@ async def _health_memory(tiny_checkpoint) -> None:
         batcher.stop()
 
 
-def test_the_heap_is_trimmed_when_the_last_request_in_flight_ends(tiny_checkpoint, monkeypatch):
+def test_the_heap_is_trimmed_when_a_request_ends(tiny_checkpoint, monkeypatch):
     from mercury_lsp.engine import allocator
     from mercury_lsp.engine import batcher as batcher_module
 
-    trims: list[float] = []
-    monkeypatch.setattr(allocator, "trim_heap", lambda: trims.append(time.monotonic()))
-    monkeypatch.setattr(batcher_module, "TRIM_DRAINED_S", float("inf"))
-    asyncio.run(_trims_when_drained(tiny_checkpoint, monkeypatch, batcher_module, trims))
+    trims: list[int] = []  # requests still in flight at each trim
+    monkeypatch.setattr(batcher_module, "TRIM_AFTER_REQUEST_S", float("inf"))
+    asyncio.run(_trims_after_requests(tiny_checkpoint, monkeypatch, allocator, batcher_module, trims))
 
 
-async def _trims_when_drained(tiny_checkpoint, monkeypatch, batcher_module, trims: list[float]) -> None:
+async def _trims_after_requests(tiny_checkpoint, monkeypatch, allocator, batcher_module, trims: list[int]) -> None:
     batcher = Batcher(tiny_checkpoint, "cpu", EngineMetrics(), max_batch=2, max_queue=8, threads=1)
+    monkeypatch.setattr(allocator, "trim_heap", lambda: trims.append(len(batcher._active)))
     batcher.start()
     try:
         while batcher.state in ("loading", "warming"):
@@ -222,9 +222,18 @@ async def _trims_when_drained(tiny_checkpoint, monkeypatch, batcher_module, trim
             assert batcher.memory()["returned_after_bursts"] == 0
             return len(trims)
 
-        assert await one_request() == loaded  # drained trims off: none
-        monkeypatch.setattr(batcher_module, "TRIM_DRAINED_S", 0.0)
+        assert await one_request() == loaded  # trims after requests off: none
+        monkeypatch.setattr(batcher_module, "TRIM_AFTER_REQUEST_S", 0.0)
         assert await one_request() == loaded + 1  # on: one, when the request ended
+        # With another request still in flight (a long one beside a one-step one), the engine does not drain when
+        # the short one ends, and still trims: several clients seldom leave it idle.
+        before = len(trims)
+        long = batcher.submit(InfillRequest(prefix=SOURCE[:400], max_tokens=48, steps=48))
+        short = batcher.submit(InfillRequest(prefix=SOURCE[:300], max_tokens=1, steps=1))
+        await asyncio.wait_for(short.future, 60)
+        assert not long.future.done()
+        await asyncio.wait_for(long.future, 60)
+        assert 1 in trims[before:]  # a trim while the long request was in flight
     finally:
         batcher.stop()
 

@@ -166,3 +166,13 @@ def test_token_rate_forgets_old_requests():
     assert rate.rate(now=5.0) == 150 / 5.0
     assert rate.rate(now=14.0) == 50 / 9.0
     assert rate.rate(now=100.0) == 0.0
+
+
+def test_token_rate_holds_only_its_window_when_nobody_reads_it():
+    """An engine nobody scrapes still finishes requests: their events must not pile up (issue 21's soak found
+    one kept per request, forever)."""
+    rate = TokenRate(window_s=10)
+    for second in range(1000):
+        rate.add(1, now=float(second))
+    assert len(rate.events) == 11  # seconds 989..999
+    assert rate.rate(now=999.0) == 11 / 10

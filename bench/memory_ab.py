@@ -7,7 +7,10 @@ interleaved rounds (on off buckets, on off buckets, ...) on a shared CPU; prints
 
 `--paired` keeps one engine server per variant up at once and sends each place's requests (engine_cpu.py's cold
 line, warm keystrokes and block) to every variant in turn, the order rotating from place to place: the load of a
-shared CPU drifts over minutes, and whole runs minutes apart differed by 30% under the same code.
+shared CPU drifts over minutes, and whole runs minutes apart differed by 30% under the same code. Beside wall ms it
+reports the CPU ms the engine process ran for each request, the pages it faulted in (a count, not a timing: what
+memory handed back and touched again costs), and the median of each request's ratio to the same request on the
+first variant.
 
 The variants are switched by bench/memory_variants/sitecustomize.py (read there what each undoes), which every
 Python process started with that folder on PYTHONPATH applies, the engine server included. The same switch

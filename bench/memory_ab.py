@@ -80,6 +80,7 @@ def paired(variants: list[str], places_count: int, threads: int) -> int:
     text = SOURCE_FILE.read_text()
     measures = ("wall ms", "cpu ms", "faults")
     seen = {v: {m: {k: [] for k in ROWS} for m in measures} for v in variants}  # variant -> measure -> row -> list
+    answers = {v: {k: [] for k in ROWS} for v in variants}  # variant -> row -> completion texts, in order
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
         folder, _ = benchmark_model(None, Path(tmp), "small")
         servers = {}
@@ -91,7 +92,9 @@ def paired(variants: list[str], places_count: int, threads: int) -> int:
                 server = servers[variant]
                 for kind, request in place_requests(text, middle, indent):
                     cpu, faults = server.cpu_ms(), server.minor_faults()
-                    seen[variant]["wall ms"][kind].append(server.infill(request)[0])
+                    wall, answer = server.infill(request)
+                    seen[variant]["wall ms"][kind].append(wall)
+                    answers[variant][kind].append(answer.get("text", answer.get("candidates")))
                     seen[variant]["cpu ms"][kind].append(server.cpu_ms() - cpu)
                     seen[variant]["faults"][kind].append(server.minor_faults() - faults)
     fault_us = page_fault_us()
@@ -100,8 +103,8 @@ def paired(variants: list[str], places_count: int, threads: int) -> int:
           f"work is not in it). A page faulted in costs {fault_us:.1f} µs here (a fresh 64 MB mapping written).\n")
     base = variants[0]
     print("| variant | row | wall ms p50 / p90 | CPU ms p50 / p90 | per request against " + base
-          + ": wall, CPU (median ratio) | pages faulted in: mean (≈ ms) |")
-    print("|---|---|---|---|---|---|")
+          + ": wall, CPU (median ratio) | pages faulted in: mean (≈ ms) | answers as " + base + "'s |")
+    print("|---|---|---|---|---|---|---|")
     for variant in variants:
         for key in ROWS:
             cells = []
@@ -116,6 +119,8 @@ def paired(variants: list[str], places_count: int, threads: int) -> int:
                 cells.append(", ".join(f"{r - 1:+.1%}" for r in ratios))
             faults = statistics.fmean(seen[variant]["faults"][key])
             cells.append(f"{faults:.0f} (≈ {faults * fault_us / 1000:.0f} ms)")
+            same = sum(a == b for a, b in zip(answers[variant][key], answers[base][key]))
+            cells.append(f"{same} / {len(answers[base][key])}")
             print(f"| {variant} | {key} | " + " | ".join(cells) + " |")
     return 0
 

@@ -257,7 +257,8 @@ class Batcher:
         context = engine.context
         return {
             "context_slots": {"slots": self.max_batch, "positions": context.capacity,
-                              "mb_per_slot": round(context.slot_bytes / 2**20, 1)},
+                              "mb_per_slot": round(context.slot_bytes / 2**20, 1),
+                              "dtype": str(context.k[0].dtype).removeprefix("torch.")},
             "prefix_cache": {"mb": round(engine.prefix_cache.bytes / 2**20, 1),
                              "max_mb": round(engine.prefix_cache.max_bytes / 2**20, 1),
                              "chunks": len(engine.prefix_cache.entries)},

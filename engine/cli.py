@@ -62,6 +62,12 @@ def add_confidence_option(parser: argparse.ArgumentParser) -> None:
                              "(default: probe, which is the threshold rule for a model without one)")
 
 
+def add_context_dtype_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--context-dtype", choices=["float32", "bfloat16", "float16"], default=None,
+                        help="on a CPU, what cached context keys/values are kept in (default: bfloat16, half a "
+                             "float32 model's bytes; float32 for the weights' own); a GPU keeps the weights' dtype")
+
+
 def filler_threshold(text: str) -> float | None:
     if text.lower() == "none":
         return None
@@ -117,7 +123,7 @@ def cmd_infill(args: argparse.Namespace) -> int:
     # One request: capturing the step graphs would cost more than it saves.
     settings = EngineSettings(max_batch=max(args.n, 1), confidence=args.confidence,
                               filler_threshold=args.filler_threshold, tail_threshold=args.tail_threshold,
-                              commit_rule=args.commit_rule, cuda_graphs=False)
+                              commit_rule=args.commit_rule, context_dtype=args.context_dtype, cuda_graphs=False)
     loaded, _ = load_model(args.model, args.device, settings)
     engine = InfillEngine(loaded, settings)
     result = engine.infill(request)
@@ -178,6 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     infill.add_argument("--length-mode", choices=["auto", "filler", "expand"], default="auto")
     infill.add_argument("--refine", action="store_true", help="draft, then re-predict the least confident tokens")
     add_confidence_option(infill)
+    add_context_dtype_option(infill)
     infill.add_argument("--threads", type=int, default=0, help="CPU threads for torch (default: torch's choice)")
     infill.add_argument("--json", action="store_true")
     infill.set_defaults(func=cmd_infill)

@@ -197,8 +197,9 @@ class SuffixCache:
     approximation, like the prefix chunks that do not see the suffix; `EngineSettings.reuse_suffix` turns it off.
     """
 
-    def __init__(self, max_bytes: int = 16 * 2**20) -> None:
+    def __init__(self, max_bytes: int = 16 * 2**20, dtype: torch.dtype | None = None) -> None:
         self.max_bytes = max_bytes
+        self.dtype = dtype  # the context slots' (None: as the window computed them)
         self.entries: OrderedDict[tuple[int, ...], tuple[int, list[LayerKV]]] = OrderedDict()
         self.bytes = 0
         self.hits = 0
@@ -215,19 +216,19 @@ class SuffixCache:
         key = tuple(suffix_ids)
         if key in self.entries:
             self.bytes -= _kv_bytes(self.entries[key][1])
-        self.entries[key] = (start, _packed(kv))
+        self.entries[key] = (start, _packed(kv, self.dtype))
         self.bytes += _kv_bytes(self.entries[key][1])
         self.entries.move_to_end(key)
         while self.bytes > self.max_bytes and self.entries:
             self.bytes -= _kv_bytes(self.entries.popitem(last=False)[1][1])
 
 
-def _packed(kv: list[LayerKV]) -> list[LayerKV]:
-    """A copy of every layer's keys/values in one block of its own: on a CPU an anonymous mapping, unmapped when
-    the entry is evicted. A cache entry outlives many requests; in the C heap it would sit among their short-lived
-    activations and keep the pages around it from going back to the system."""
+def _packed(kv: list[LayerKV], dtype: torch.dtype | None = None) -> list[LayerKV]:
+    """A copy of every layer's keys/values (in `dtype`, theirs by default) in one block of its own: on a CPU an
+    anonymous mapping, unmapped when the entry is evicted. A cache entry outlives many requests; in the C heap it
+    would sit among their short-lived activations and keep the pages around it from going back to the system."""
     first = kv[0][0]
-    block, _ = _zeros((2 * len(kv), *first.shape), first.dtype, first.device)  # the block keeps its mapping
+    block, _ = _zeros((2 * len(kv), *first.shape), dtype or first.dtype, first.device)  # the block keeps its mapping
     for i, (k, v) in enumerate(kv):
         block[2 * i].copy_(k)
         block[2 * i + 1].copy_(v)

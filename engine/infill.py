@@ -39,6 +39,7 @@ from mercury_lsp.engine.step import CanvasStep
 CUT_GRID = 4096  # characters
 DEFAULT_THRESHOLD = 0.9  # Fast-dLLM's default, for checkpoints that carry no calibrated one
 COMMIT_RULES = ("probe", "threshold")
+CONTEXT_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def stable_cut(prefix: str, keep: int) -> int:
@@ -64,6 +65,9 @@ class EngineSettings:
     # The next keystroke's prefix chunks are still in its slot (ContextSlots.resident): the prefix cache serves
     # other places and clients.
     context_cache_mb: float | None = None
+    # What the context slots and caches keep keys/values in on a CPU ("float32", "bfloat16", "float16"; None:
+    # bfloat16 on a CPU, the weights' dtype on a GPU). Attention still runs in float32 on a CPU.
+    context_dtype: str | None = None
     refresh_every: int = 0  # recompute tail/suffix keys/values every N steps (0 = only when the canvas changes length)
     reuse_suffix: bool = True  # first steps reuse the previous keystroke's suffix keys/values (SuffixCache)
     heal_suffix: bool = True  # a cursor inside a word: the suffix tokenizes after the word (encode_suffix)
@@ -171,14 +175,14 @@ class InfillEngine:
             raise InfillError(f"commit rule must be one of {', '.join(COMMIT_RULES)}, not {s.commit_rule!r}.")
         config = self.model.config
         self.context_capacity = min(config.max_position_embeddings, s.max_context_tokens)
-        dtype = self.model.embed_tokens.weight.dtype
+        dtype = self._context_dtype()
         self.context = ContextSlots(config, s.max_batch, self.context_capacity, dtype, self.device)
         # Room for MAX_CANVAS new tokens and the healed token.
         self.canvases = CanvasSlots.allocate(s.max_batch + 1, MAX_CANVAS + 1, config.vocab_size, self.device)
         self.tables = VocabTables(self.vocab, config.vocab_size, self.device)
         cache_bytes = s.context_cache_bytes(self.device)
         self.prefix_cache = PrefixCache(self.model, self.context, s.chunk_size, cache_bytes // 2)
-        self.suffix_cache = SuffixCache(cache_bytes // 2)
+        self.suffix_cache = SuffixCache(cache_bytes // 2, dtype)
         # The probe in use: none under the threshold rule or an engine-wide threshold, so no step computes its
         # features for nothing.
         self.probe = loaded.commit_probe if s.commit_rule == "probe" and s.threshold is None else None
@@ -186,6 +190,21 @@ class InfillEngine:
                                       s.confidence, graphs=s.cuda_graphs, probe=self.probe)
         self._free_slots = list(range(s.max_batch))
         self._next_request = 0
+
+    def _context_dtype(self) -> torch.dtype:
+        """What the context slots and caches hold keys/values in: bfloat16 on a CPU (identical answers on the
+        bundled model's 300 held-out holes at half a float32 model's bytes, bench/RESULTS.md), the weights' dtype
+        on a GPU, where the Triton attention reads the context and the window's keys in one dtype, and under
+        exact_context, which leaves nothing approximate."""
+        s, weights = self.settings, self.model.embed_tokens.weight.dtype
+        if s.context_dtype is None:
+            return torch.bfloat16 if self.device.type == "cpu" and not s.exact_context else weights
+        dtype = CONTEXT_DTYPES.get(s.context_dtype)
+        if dtype is None:
+            raise InfillError(f"context dtype must be one of {', '.join(CONTEXT_DTYPES)}, not {s.context_dtype!r}.")
+        if self.device.type != "cpu" and dtype != weights:
+            raise InfillError("a context dtype other than the weights' is for a CPU; on a GPU it follows the weights.")
+        return dtype
 
     @property
     def default_threshold(self) -> float:

@@ -11,7 +11,12 @@ import sys
 from pathlib import Path
 
 from mercury_lsp.engine import daemon
-from mercury_lsp.engine.cli import add_confidence_option, add_model_options, commit_threshold
+from mercury_lsp.engine.cli import (
+    add_confidence_option,
+    add_context_dtype_option,
+    add_model_options,
+    commit_threshold,
+)
 from mercury_lsp.engine.errors import UsageError
 from mercury_lsp.engine.model_source import parse_model
 
@@ -101,7 +106,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                         "filler_threshold": args.filler_threshold, "tail_threshold": args.tail_threshold,
                         "commit_rule": args.commit_rule, "threshold": args.threshold,
                         "refresh_every": args.refresh_every, "reuse_suffix": not args.no_suffix_reuse,
-                        "exact_context": args.exact_context},
+                        "exact_context": args.exact_context, "context_dtype": args.context_dtype},
     )
     logging.basicConfig(stream=sys.stderr, level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -176,6 +181,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="recompute the suffix on every request instead of reusing the last keystroke's")
     serve.add_argument("--exact-context", action="store_true",
                        help="full bidirectional attention at every step: no prefix chunks, no cached context (slow)")
+    add_context_dtype_option(serve)
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     serve.set_defaults(func=cmd_serve)
 

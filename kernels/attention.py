@@ -22,22 +22,35 @@ def canvas_attention_reference(
     k/v_new [B, Hkv, C, D] valid up to new_len[b].
 
     Every query attends to all valid keys of its row (no causal mask). Returns [B, H, C, D].
+
+    Row by row, over the valid keys only: the batch's contexts are never gathered into one tensor at its longest
+    length. A short window (a canvas) scores its queries against the slot's keys where they are (a bfloat16 slot is
+    read as float32 one row at a time), since its [H, C, T] scores are smaller than a copy of the [2, Hkv, T, D]
+    keys/values; a long one (a prefix tail and suffix) copies the row's valid keys once beside its own for SDPA,
+    which never materialises its much larger scores.
     """
-    if ctx_rows is not None:
-        k_ctx, v_ctx = k_ctx.index_select(0, ctx_rows), v_ctx.index_select(0, ctx_rows)
-    keys = torch.cat([k_ctx, k_new], dim=2).float()
-    values = torch.cat([v_ctx, v_new], dim=2).float()
-    idx_ctx = torch.arange(k_ctx.shape[2], device=q.device)
-    idx_new = torch.arange(k_new.shape[2], device=q.device)
-    valid = torch.cat(
-        [idx_ctx[None, :] < ctx_len[:, None], idx_new[None, :] < new_len[:, None]], dim=1
-    )  # [B, T + C]
-    # SDPA with a key mask: the same maths as softmax(q k^T * scale) v, without materialising repeated GQA heads.
-    out = torch.nn.functional.scaled_dot_product_attention(
-        q.float(), keys, values, attn_mask=valid[:, None, None, :], scale=scale,
-        enable_gqa=k_ctx.shape[1] != q.shape[1],
-    )
-    return out.to(q.dtype)
+    batch, heads, canvas, dim = q.shape
+    kv_heads = k_new.shape[1]
+    # Grouped-query attention: the query heads that share a key head become one [group * C, D] block of it.
+    grouped = q.float().reshape(batch, kv_heads, heads // kv_heads * canvas, dim)
+    rows = range(batch) if ctx_rows is None else ctx_rows.tolist()
+    lengths = ctx_len.clamp(max=k_ctx.shape[2]).tolist()
+    out = torch.zeros_like(grouped)
+    for b, (row, n_ctx, n_new) in enumerate(zip(rows, lengths, new_len.tolist())):
+        if n_ctx + n_new == 0:
+            continue
+        k_c, v_c, k_n, v_n = k_ctx[row, :, :n_ctx], v_ctx[row, :, :n_ctx], k_new[b, :, :n_new], v_new[b, :, :n_new]
+        if heads * canvas <= 2 * kv_heads * dim:
+            scaled = grouped[b] * scale
+            scores = torch.cat([scaled @ k_c.float().mT, scaled @ k_n.float().mT], dim=-1)
+            weights = scores.softmax(dim=-1)
+            out[b] = weights[..., :n_ctx] @ v_c.float() + weights[..., n_ctx:] @ v_n.float()
+        else:
+            keys, values = torch.cat([k_c, k_n], dim=1).float(), torch.cat([v_c, v_n], dim=1).float()
+            out[b] = torch.nn.functional.scaled_dot_product_attention(
+                grouped[b].reshape(heads, canvas, dim), keys, values, scale=scale, enable_gqa=kv_heads != heads,
+            ).view_as(out[b])
+    return out.reshape(batch, heads, canvas, dim).to(q.dtype)
 
 
 def canvas_attention(

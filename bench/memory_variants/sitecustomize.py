@@ -14,8 +14,12 @@ and MERCURY_MEMORY_VARIANT set (the engine server is a process of its own, so a 
 - `nodrain`: as it is, but no trims when a request ends (every 30 s under load and 2 s after a burst only).
 - `drainonly`: the heap trimmed (at most once a second) only when the last request in flight ends, not whenever
   one does (the second round's rule).
-- `none`: both rounds of issue 21 undone (`off` and `round1` together, the caches without a bound as in `off`):
-  the engine the issue's "no latency cost" compares against.
+- `catattention`: the CPU attention of issue 21's fourth round undone: each row's context gathered from its slot,
+  concatenated with the canvas keys and values, and attended with a key mask (SDPA) at the batch's longest context.
+- `f32context`: the context slots and caches in float32 (`--context-dtype float32`), as before the fourth round.
+- `round3`: the fourth round undone (`catattention` and `f32context` together): the third round's engine.
+- `none`: every round of issue 21 undone (`off`, `round1` and `round3` together, the caches without a bound as in
+  `off`): the engine the issue's "no latency cost" compares against.
 
 MERCURY_MEMORY_PROBE=FILE (with or without a variant) also starts memory_probe.py's thread in the engine server.
 """
@@ -69,9 +73,34 @@ elif _VARIANT == "drainonly":
     batcher.Batcher._step = _step_finishing_nothing
 elif _VARIANT == "nodrain":
     batcher.TRIM_AFTER_REQUEST_S = float("inf")
-elif _VARIANT not in (None, "on", "round1", "none"):
+elif _VARIANT not in (None, "on", "round1", "none", "catattention", "f32context", "round3"):
     raise SystemExit(f"MERCURY_MEMORY_VARIANT={_VARIANT!r}: on, off, heap, trims, mmap256k, mmap32, buckets, "
-                     "round1, nodrain, drainonly or none")
+                     "round1, nodrain, drainonly, catattention, f32context, round3 or none")
+
+if _VARIANT in ("catattention", "round3", "none"):
+    from mercury_lsp.kernels import attention
+
+    def _gathered_and_concatenated(q, k_ctx, v_ctx, ctx_len, k_new, v_new, new_len, scale, ctx_rows=None):
+        if ctx_rows is not None:
+            k_ctx, v_ctx = k_ctx.index_select(0, ctx_rows), v_ctx.index_select(0, ctx_rows)
+        keys, values = torch.cat([k_ctx, k_new], dim=2).float(), torch.cat([v_ctx, v_new], dim=2).float()
+        valid = torch.cat([torch.arange(k_ctx.shape[2])[None, :] < ctx_len[:, None],
+                           torch.arange(k_new.shape[2])[None, :] < new_len[:, None]], dim=1)
+        return torch.nn.functional.scaled_dot_product_attention(
+            q.float(), keys, values, attn_mask=valid[:, None, None, :], scale=scale,
+            enable_gqa=k_ctx.shape[1] != q.shape[1]).to(q.dtype)
+
+    attention.canvas_attention_reference = _gathered_and_concatenated
+
+if _VARIANT in ("f32context", "round3", "none"):
+    _engine_init_f32 = infill.InfillEngine.__init__
+
+    def _float32_context(self, loaded, settings=None):
+        settings = settings or infill.EngineSettings()
+        settings.context_dtype = settings.context_dtype or "float32"
+        _engine_init_f32(self, loaded, settings)
+
+    infill.InfillEngine.__init__ = _float32_context
 
 if _VARIANT in ("round1", "none"):
     _engine_init_round1 = infill.InfillEngine.__init__
@@ -85,8 +114,8 @@ if _VARIANT in ("round1", "none"):
     infill.InfillEngine.__init__ = _first_round
     context_cache.PrefixCache.held_run = lambda self, slot, ids: 0
 
-    def _in_heap(kv):
-        block = torch.stack([t for pair in kv for t in pair])
+    def _in_heap(kv, dtype=None):
+        block = torch.stack([t for pair in kv for t in pair]).to(dtype or kv[0][0].dtype)
         return [(block[2 * i], block[2 * i + 1]) for i in range(len(kv))]
 
     context_cache._packed = _in_heap

@@ -10,6 +10,7 @@ from pathlib import Path
 from mercury_lsp.engine.cli import (
     UsageError,
     add_confidence_option,
+    add_context_dtype_option,
     add_model_options,
     commit_threshold,
 )
@@ -55,6 +56,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "else 0.9)")
     evaluate.add_argument("--exact-context", action="store_true",
                           help="full bidirectional attention at every step (no prefix chunks, no cached context)")
+    add_context_dtype_option(evaluate)
     evaluate.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     evaluate.set_defaults(func=cmd_eval)
 
@@ -137,7 +139,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         report = evaluate_model(loaded, holes, args.prefix_tokens, args.suffix_tokens, confidence=args.confidence,
                                 filler_threshold=args.filler_threshold, tail_threshold=args.tail_threshold,
                                 commit_rule=args.commit_rule,
-                                threshold=args.threshold, exact_context=args.exact_context)
+                                threshold=args.threshold, exact_context=args.exact_context,
+                                context_dtype=args.context_dtype)
         print(json.dumps(report.summary()) if args.json else format_table(report))
         for outcome in report.outcomes[: args.examples]:
             print(outcome.describe())

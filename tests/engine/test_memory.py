@@ -19,7 +19,7 @@ import torch
 from mercury_lsp.engine.batcher import Batcher
 from mercury_lsp.engine.checkpoint import load_checkpoint
 from mercury_lsp.engine.context_cache import ContextSlots
-from mercury_lsp.engine.infill import EngineSettings, InfillEngine, InfillRequest
+from mercury_lsp.engine.infill import EngineSettings, InfillEngine, InfillError, InfillRequest
 from mercury_lsp.engine.metrics import EngineMetrics
 from mercury_lsp.engine.model import ModelConfig
 
@@ -144,6 +144,34 @@ def test_kernels_imported_before_triton_still_hand_out_jitted_kernels():
     assert done.stdout.split() == ["JITFunction", "True", "True"], done.stderr[-2000:]
 
 
+def test_a_bfloat16_context_holds_the_float32_keys_rounded_in_half_the_bytes(tiny_checkpoint):
+    """A CPU's default (EngineSettings.context_dtype)."""
+    loaded = load_checkpoint(tiny_checkpoint, device="cpu")
+    engines = {dtype: InfillEngine(loaded, EngineSettings(max_batch=2, chunk_size=16, context_dtype=dtype))
+               for dtype in ("float32", "bfloat16")}
+    full, half = engines["float32"], engines["bfloat16"]
+    assert half.context.k[0].dtype == torch.bfloat16 and full.context.k[0].dtype == torch.float32
+    assert half.context.slot_bytes * 2 == full.context.slot_bytes
+    request = InfillRequest(prefix=SOURCE[:700], suffix=SOURCE[700:900], max_tokens=4)
+    for engine in engines.values():
+        engine.infill(request)
+        engine.infill(request)  # the second reuses the first's suffix, from the cache, rotated
+    assert half.suffix_cache.hits == full.suffix_cache.hits == 1
+    # Chunks, suffixes and the prefix tail in the slot: the float32 engine's keys/values, rounded to bfloat16.
+    length = int(full.context.length[0])
+    assert length == int(half.context.length[0]) > 200
+    for kept, exact in zip(half.context.k + half.context.v, full.context.k + full.context.v):
+        torch.testing.assert_close(kept[0, :, :length].float(), exact[0, :, :length], rtol=2**-7, atol=1e-2)
+    for cache in (half.prefix_cache.entries, {k: kv for k, (_, kv) in half.suffix_cache.entries.items()}):
+        assert cache and all(t.dtype == torch.bfloat16 for kv in cache.values() for pair in kv for t in pair)
+    # A CPU keeps its context in bfloat16 unless told otherwise; exact_context leaves nothing approximate.
+    assert InfillEngine(loaded, EngineSettings(max_batch=1)).context.k[0].dtype == torch.bfloat16
+    exact = InfillEngine(loaded, EngineSettings(max_batch=1, exact_context=True))
+    assert exact.context.k[0].dtype == loaded.model.embed_tokens.weight.dtype
+    with pytest.raises(InfillError, match="context dtype"):
+        InfillEngine(loaded, EngineSettings(context_dtype="int8"))
+
+
 def test_slots_are_sized_from_max_batch_and_the_models_positions(tiny_checkpoint, tmp_path):
     # A copy of the tiny model that knows only 256 positions: its slots must not be sized for the 4,096 default.
     short = tmp_path / "short"
@@ -177,7 +205,7 @@ async def _health_memory(tiny_checkpoint) -> None:
         memory = batcher.memory()
         context = batcher._engine.context
         assert memory["context_slots"] == {"slots": 3, "positions": 4096,
-                                           "mb_per_slot": round(context.slot_bytes / 2**20, 1)}
+                                           "mb_per_slot": round(context.slot_bytes / 2**20, 1), "dtype": "bfloat16"}
         assert memory["prefix_cache"]["max_mb"] > 0 and memory["suffix_cache"]["max_mb"] > 0
         assert memory["returned_after_bursts"] == 0
         # A burst of three at once fills three slots; 2 s after it, every slot past the first goes back.

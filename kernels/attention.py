@@ -40,16 +40,17 @@ def canvas_attention_reference(
         if n_ctx + n_new == 0:
             continue
         k_c, v_c, k_n, v_n = k_ctx[row, :, :n_ctx], v_ctx[row, :, :n_ctx], k_new[b, :, :n_new], v_new[b, :, :n_new]
-        if heads * canvas <= 2 * kv_heads * dim:
+        if k_c.dtype == torch.float32 and heads * canvas <= 2 * kv_heads * dim:
             scaled = grouped[b] * scale
-            scores = torch.cat([scaled @ k_c.float().mT, scaled @ k_n.float().mT], dim=-1)
+            scores = torch.cat([scaled @ k_c.mT, scaled @ k_n.float().mT], dim=-1)
             weights = scores.softmax(dim=-1)
-            out[b] = weights[..., :n_ctx] @ v_c.float() + weights[..., n_ctx:] @ v_n.float()
+            out[b] = weights[..., :n_ctx] @ v_c + weights[..., n_ctx:] @ v_n.float()
         else:
-            keys, values = torch.cat([k_c, k_n], dim=1).float(), torch.cat([v_c, v_n], dim=1).float()
+            # [1, H, C, D]: SDPA's tiled CPU kernel takes four dimensions (three fall back to full scores).
+            keys, values = torch.cat([k_c, k_n], dim=1).float()[None], torch.cat([v_c, v_n], dim=1).float()[None]
             out[b] = torch.nn.functional.scaled_dot_product_attention(
-                grouped[b].reshape(heads, canvas, dim), keys, values, scale=scale, enable_gqa=kv_heads != heads,
-            ).view_as(out[b])
+                q[b : b + 1].float(), keys, values, scale=scale, enable_gqa=kv_heads != heads,
+            ).reshape_as(out[b])
     return out.reshape(batch, heads, canvas, dim).to(q.dtype)
 
 

@@ -19,7 +19,7 @@ def test_the_canvas_attention_reference_is_softmax_over_the_gathered_and_concate
     context (EngineSettings.context_dtype) is read as float32."""
     torch.manual_seed(0)
     slots, batch, heads, head_dim, capacity = 5, 4, 4, 16, 40
-    q = torch.randn(batch, heads, canvas, head_dim)
+    q = torch.randn(batch, canvas, heads, head_dim).transpose(1, 2)  # a view of the projection, as the model has it
     k_cache, v_cache = torch.randn(2, slots, kv_heads, capacity, head_dim).bfloat16().unbind(0)
     k_new, v_new = torch.randn(2, batch, kv_heads, canvas, head_dim).unbind(0)
     # Two rows share a slot; one has no context, one claims more than the slot holds; canvases partly padding.

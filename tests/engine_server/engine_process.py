@@ -52,7 +52,7 @@ class EngineProcess:
 
     def wait_ready(self) -> None:
         deadline = time.monotonic() + START_TIMEOUT_S
-        while (status := self.health()["status"]) == "loading":
+        while (status := self.health()["status"]) in ("loading", "warming"):  # warming: its warm-up steps
             assert time.monotonic() < deadline, "model did not load"
             time.sleep(0.05)
         assert status == "ok", self.health()

@@ -15,7 +15,7 @@ async def test_a_failed_step_fails_its_requests_and_the_thread_serves_on(tiny_ch
     batcher = Batcher(tiny_checkpoint, "cpu", EngineMetrics(), threads=1)
     batcher.start()
     try:
-        while batcher.state == "loading":
+        while batcher.state in ("loading", "warming"):
             await asyncio.sleep(0.02)
         assert batcher.state == "ok"
         real_step = batcher._engine.step

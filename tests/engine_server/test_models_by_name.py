@@ -71,7 +71,7 @@ def test_serve_downloads_loads_and_answers_then_works_offline(tmp_path: Path, hu
     try:
         messages = []
         deadline = time.monotonic() + 60
-        while (health := engine.health())["status"] == "loading":
+        while (health := engine.health())["status"] in ("loading", "warming"):
             messages.append((health.get("message"), health.get("progress")))
             assert time.monotonic() < deadline
             time.sleep(0.05)

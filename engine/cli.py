@@ -64,8 +64,8 @@ def add_confidence_option(parser: argparse.ArgumentParser) -> None:
 
 def add_context_dtype_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--context-dtype", choices=["float32", "bfloat16", "float16"], default=None,
-                        help="on a CPU, what cached context keys/values are kept in (default: bfloat16, half a "
-                             "float32 model's bytes; float32 for the weights' own); a GPU keeps the weights' dtype")
+                        help="on a CPU, what cached context keys/values are kept in (default: the weights' dtype; "
+                             "bfloat16 halves a float32 model's context at some CPU); a GPU keeps the weights' dtype")
 
 
 def filler_threshold(text: str) -> float | None:

@@ -65,8 +65,8 @@ class EngineSettings:
     # The next keystroke's prefix chunks are still in its slot (ContextSlots.resident): the prefix cache serves
     # other places and clients.
     context_cache_mb: float | None = None
-    # What the context slots and caches keep keys/values in on a CPU ("float32", "bfloat16", "float16"; None:
-    # bfloat16 on a CPU, the weights' dtype on a GPU). Attention still runs in float32 on a CPU.
+    # What the context slots and caches keep keys/values in on a CPU ("float32", "bfloat16", "float16"; None: the
+    # weights' dtype). Attention still runs in float32 on a CPU.
     context_dtype: str | None = None
     refresh_every: int = 0  # recompute tail/suffix keys/values every N steps (0 = only when the canvas changes length)
     reuse_suffix: bool = True  # first steps reuse the previous keystroke's suffix keys/values (SuffixCache)
@@ -192,13 +192,14 @@ class InfillEngine:
         self._next_request = 0
 
     def _context_dtype(self) -> torch.dtype:
-        """What the context slots and caches hold keys/values in: bfloat16 on a CPU (identical answers on the
-        bundled model's 300 held-out holes at half a float32 model's bytes, bench/RESULTS.md), the weights' dtype
-        on a GPU, where the Triton attention reads the context and the window's keys in one dtype, and under
-        exact_context, which leaves nothing approximate."""
+        """What the context slots and caches hold keys/values in: the weights' dtype unless settings name one.
+        bfloat16 on a float32 CPU halves the slots and caches (the same answers on the bundled model's 300
+        held-out holes) but is not the default: under three clients its float32 reads in every step took back
+        what the slots saved, at 1-7% more CPU (bench/RESULTS.md, issue 21). A GPU keeps the weights' dtype: the
+        Triton attention reads the context and the window's keys in one."""
         s, weights = self.settings, self.model.embed_tokens.weight.dtype
         if s.context_dtype is None:
-            return torch.bfloat16 if self.device.type == "cpu" and not s.exact_context else weights
+            return weights
         dtype = CONTEXT_DTYPES.get(s.context_dtype)
         if dtype is None:
             raise InfillError(f"context dtype must be one of {', '.join(CONTEXT_DTYPES)}, not {s.context_dtype!r}.")

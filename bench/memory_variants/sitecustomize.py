@@ -16,7 +16,8 @@ and MERCURY_MEMORY_VARIANT set (the engine server is a process of its own, so a 
   one does (the second round's rule).
 - `catattention`: the CPU attention of issue 21's fourth round undone: each row's context gathered from its slot,
   concatenated with the canvas keys and values, and attended with a key mask (SDPA) at the batch's longest context.
-- `f32context`: the context slots and caches in float32 (`--context-dtype float32`), as before the fourth round.
+- `f32context`: the context slots and caches in float32 (`--context-dtype float32`), the default again, so `on`
+  now. In bench/results/issue21/round4's A/B logs `on` kept them in bfloat16, the CPU default for part of that round.
 - `round3`: the fourth round undone (`catattention` and `f32context` together): the third round's engine.
 - `none`: every round of issue 21 undone (`off`, `round1` and `round3` together, the caches without a bound as in
   `off`): the engine the issue's "no latency cost" compares against.

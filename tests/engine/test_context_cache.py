@@ -55,8 +55,8 @@ def test_the_next_keystroke_reuses_what_its_slot_still_holds_without_the_chunk_c
 
 
 def test_a_prefix_encoded_a_group_of_chunks_at_a_time_has_the_keys_of_one_forward(tiny_checkpoint):
-    # In float32: a later group reads the earlier groups' keys from the slot, which in bfloat16 (a CPU's default)
-    # rounds them where one forward would not.
+    # In float32: a later group reads the earlier groups' keys from the slot, which in bfloat16 (--context-dtype)
+    # would round them where one forward does not.
     engines = [engine_for(tiny_checkpoint, context_dtype="float32") for _ in range(2)]
     engines[0].prefix_cache.group_tokens = 2**20  # every chunk in one forward
     assert engines[1].prefix_cache.group_tokens == 256

@@ -145,7 +145,7 @@ def test_kernels_imported_before_triton_still_hand_out_jitted_kernels():
 
 
 def test_a_bfloat16_context_holds_the_float32_keys_rounded_in_half_the_bytes(tiny_checkpoint):
-    """A CPU's default (EngineSettings.context_dtype)."""
+    """EngineSettings.context_dtype (--context-dtype bfloat16) on a float32 model."""
     loaded = load_checkpoint(tiny_checkpoint, device="cpu")
     engines = {dtype: InfillEngine(loaded, EngineSettings(max_batch=2, chunk_size=16, context_dtype=dtype))
                for dtype in ("float32", "bfloat16")}
@@ -164,10 +164,8 @@ def test_a_bfloat16_context_holds_the_float32_keys_rounded_in_half_the_bytes(tin
         torch.testing.assert_close(kept[0, :, :length].float(), exact[0, :, :length], rtol=2**-7, atol=1e-2)
     for cache in (half.prefix_cache.entries, {k: kv for k, (_, kv) in half.suffix_cache.entries.items()}):
         assert cache and all(t.dtype == torch.bfloat16 for kv in cache.values() for pair in kv for t in pair)
-    # A CPU keeps its context in bfloat16 unless told otherwise; exact_context leaves nothing approximate.
-    assert InfillEngine(loaded, EngineSettings(max_batch=1)).context.k[0].dtype == torch.bfloat16
-    exact = InfillEngine(loaded, EngineSettings(max_batch=1, exact_context=True))
-    assert exact.context.k[0].dtype == loaded.model.embed_tokens.weight.dtype
+    # Unless told otherwise, the context is kept in the weights' dtype.
+    assert InfillEngine(loaded, EngineSettings(max_batch=1)).context.k[0].dtype == loaded.model.embed_tokens.weight.dtype
     with pytest.raises(InfillError, match="context dtype"):
         InfillEngine(loaded, EngineSettings(context_dtype="int8"))
 
@@ -205,7 +203,7 @@ async def _health_memory(tiny_checkpoint) -> None:
         memory = batcher.memory()
         context = batcher._engine.context
         assert memory["context_slots"] == {"slots": 3, "positions": 4096,
-                                           "mb_per_slot": round(context.slot_bytes / 2**20, 1), "dtype": "bfloat16"}
+                                           "mb_per_slot": round(context.slot_bytes / 2**20, 1), "dtype": "float32"}
         assert memory["prefix_cache"]["max_mb"] > 0 and memory["suffix_cache"]["max_mb"] > 0
         assert memory["returned_after_bursts"] == 0
         # A burst of three at once fills three slots; 2 s after it, every slot past the first goes back.

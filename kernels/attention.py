@@ -24,10 +24,10 @@ def canvas_attention_reference(
     Every query attends to all valid keys of its row (no causal mask). Returns [B, H, C, D].
 
     Row by row, over the valid keys only: the batch's contexts are never gathered into one tensor at its longest
-    length. A short window (a canvas) scores its queries against the slot's keys where they are (a bfloat16 slot is
-    read as float32 one row at a time), since its [H, C, T] scores are smaller than a copy of the [2, Hkv, T, D]
-    keys/values; a long one (a prefix tail and suffix) copies the row's valid keys once beside its own for SDPA,
-    which never materialises its much larger scores.
+    length. A short window (a canvas) over a float32 slot scores its queries against the slot's keys where they
+    are, since its [H, C, T] scores are smaller than a copy of the [2, Hkv, T, D] keys/values. A long one (a prefix
+    tail and suffix), or a bfloat16 slot, which is read as float32 anyway, copies the row's valid keys once beside
+    its own for SDPA's tiled kernel, which never materialises the scores.
     """
     batch, heads, canvas, dim = q.shape
     kv_heads = k_new.shape[1]

@@ -78,20 +78,26 @@ elif _VARIANT not in (None, "on", "round1", "none", "catattention", "f32context"
     raise SystemExit(f"MERCURY_MEMORY_VARIANT={_VARIANT!r}: on, off, heap, trims, mmap256k, mmap32, buckets, "
                      "round1, nodrain, drainonly, catattention, f32context, round3 or none")
 
+
+def gathered_and_concatenated(q, k_ctx, v_ctx, ctx_len, k_new, v_new, new_len, scale, ctx_rows=None):
+    """The third round's CPU attention: the rows' contexts gathered at the longest, concatenated with the canvas,
+    and a key mask for SDPA (also bench/results/issue21/round4/attention_bench.py's baseline)."""
+    import torch
+
+    if ctx_rows is not None:
+        k_ctx, v_ctx = k_ctx.index_select(0, ctx_rows), v_ctx.index_select(0, ctx_rows)
+    keys, values = torch.cat([k_ctx, k_new], dim=2).float(), torch.cat([v_ctx, v_new], dim=2).float()
+    valid = torch.cat([torch.arange(k_ctx.shape[2])[None, :] < ctx_len[:, None],
+                       torch.arange(k_new.shape[2])[None, :] < new_len[:, None]], dim=1)
+    return torch.nn.functional.scaled_dot_product_attention(
+        q.float(), keys, values, attn_mask=valid[:, None, None, :], scale=scale,
+        enable_gqa=k_ctx.shape[1] != q.shape[1]).to(q.dtype)
+
+
 if _VARIANT in ("catattention", "round3", "none"):
     from mercury_lsp.kernels import attention
 
-    def _gathered_and_concatenated(q, k_ctx, v_ctx, ctx_len, k_new, v_new, new_len, scale, ctx_rows=None):
-        if ctx_rows is not None:
-            k_ctx, v_ctx = k_ctx.index_select(0, ctx_rows), v_ctx.index_select(0, ctx_rows)
-        keys, values = torch.cat([k_ctx, k_new], dim=2).float(), torch.cat([v_ctx, v_new], dim=2).float()
-        valid = torch.cat([torch.arange(k_ctx.shape[2])[None, :] < ctx_len[:, None],
-                           torch.arange(k_new.shape[2])[None, :] < new_len[:, None]], dim=1)
-        return torch.nn.functional.scaled_dot_product_attention(
-            q.float(), keys, values, attn_mask=valid[:, None, None, :], scale=scale,
-            enable_gqa=k_ctx.shape[1] != q.shape[1]).to(q.dtype)
-
-    attention.canvas_attention_reference = _gathered_and_concatenated
+    attention.canvas_attention_reference = gathered_and_concatenated
 
 if _VARIANT in ("f32context", "round3", "none"):
     _engine_init_f32 = infill.InfillEngine.__init__

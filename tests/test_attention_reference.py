@@ -10,9 +10,10 @@ from mercury_lsp.kernels import attention
 
 
 @pytest.mark.parametrize("kv_heads", [1, 2, 4])
-@pytest.mark.parametrize("canvas", [7, 40])  # scores against the slot in place; one copy of the keys for SDPA
+@pytest.mark.parametrize("canvas", [7, 40])  # a float32 slot: scores against it in place; one copy for SDPA
+@pytest.mark.parametrize("slot_dtype", [torch.float32, torch.bfloat16])
 def test_the_canvas_attention_reference_is_softmax_over_the_gathered_and_concatenated_keys(
-    kv_heads: int, canvas: int
+    kv_heads: int, canvas: int, slot_dtype: torch.dtype
 ) -> None:
     """The reference attends over views of each row's slot; the definition it keeps: gather the rows' contexts,
     concatenate the canvas keys, mask what is past each row's lengths, softmax(q k^T * scale) v. A bfloat16
@@ -20,7 +21,7 @@ def test_the_canvas_attention_reference_is_softmax_over_the_gathered_and_concate
     torch.manual_seed(0)
     slots, batch, heads, head_dim, capacity = 5, 4, 4, 16, 40
     q = torch.randn(batch, canvas, heads, head_dim).transpose(1, 2)  # a view of the projection, as the model has it
-    k_cache, v_cache = torch.randn(2, slots, kv_heads, capacity, head_dim).bfloat16().unbind(0)
+    k_cache, v_cache = torch.randn(2, slots, kv_heads, capacity, head_dim).to(slot_dtype).unbind(0)
     k_new, v_new = torch.randn(2, batch, kv_heads, canvas, head_dim).unbind(0)
     # Two rows share a slot; one has no context, one claims more than the slot holds; canvases partly padding.
     rows, ctx_len, new_len = torch.tensor([3, 0, 3, 1]), torch.tensor([25, 0, capacity + 9, 40]), torch.tensor([7, 2, 5, 1])

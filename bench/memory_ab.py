@@ -8,9 +8,9 @@ interleaved rounds (on off buckets, on off buckets, ...) on a shared CPU; prints
 `--paired` keeps one engine server per variant up at once and sends each place's requests (engine_cpu.py's cold
 line, warm keystrokes and block) to every variant in turn, the order rotating from place to place: the load of a
 shared CPU drifts over minutes, and whole runs minutes apart differed by 30% under the same code. Beside wall ms it
-reports the CPU ms the engine process ran for each request, the pages it faulted in (a count, not a timing: what
-memory handed back and touched again costs), and the median of each request's ratio to the same request on the
-first variant.
+reports the tokens per denoising step the requests got, the CPU ms the engine process ran for each request, the
+pages it faulted in (a count, not a timing: what memory handed back and touched again costs), and the median of
+each request's ratio to the same request on the first variant.
 
 The variants are switched by bench/memory_variants/sitecustomize.py (read there what each undoes), which every
 Python process started with that folder on PYTHONPATH applies, the engine server included. The same switch
@@ -78,7 +78,7 @@ def paired(variants: list[str], places_count: int, threads: int) -> int:
     from workload import SOURCE_FILE, benchmark_model
 
     text = SOURCE_FILE.read_text()
-    measures = ("wall ms", "cpu ms", "faults")
+    measures = ("wall ms", "cpu ms", "faults", "tokens", "steps")
     seen = {v: {m: {k: [] for k in ROWS} for m in measures} for v in variants}  # variant -> measure -> row -> list
     answers = {v: {k: [] for k in ROWS} for v in variants}  # variant -> row -> completion texts, in order
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
@@ -97,20 +97,24 @@ def paired(variants: list[str], places_count: int, threads: int) -> int:
                     answers[variant][kind].append(answer.get("text", answer.get("candidates")))
                     seen[variant]["cpu ms"][kind].append(server.cpu_ms() - cpu)
                     seen[variant]["faults"][kind].append(server.minor_faults() - faults)
+                    seen[variant]["tokens"][kind].append(answer["tokens"])
+                    seen[variant]["steps"][kind].append(answer["steps"])
     fault_us = page_fault_us()
     print(f"memory_ab --paired: engine_cpu.py's requests at {places_count} places, each to {', '.join(variants)} in "
           f"turn, --threads {threads}. CPU ms: what the engine process ran (all its threads; a shared CPU's other "
           f"work is not in it). A page faulted in costs {fault_us:.1f} µs here (a fresh 64 MB mapping written).\n")
     base = variants[0]
-    print("| variant | row | wall ms p50 / p90 | CPU ms p50 / p90 | per request against " + base
+    print("| variant | row | wall ms p50 / p90 | CPU ms p50 / p90 | tokens per step | per request against " + base
           + ": wall, CPU (median ratio) | pages faulted in: mean (≈ ms) | answers as " + base + "'s |")
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     for variant in variants:
         for key in ROWS:
             cells = []
             for measure in ("wall ms", "cpu ms"):
                 values = seen[variant][measure][key]
                 cells.append(f"{statistics.median(values):.0f} / {statistics.quantiles(values, n=10)[8]:.0f}")
+            # What each latency bought: answer tokens over denoising steps, all of the row's requests.
+            cells.append(f"{sum(seen[variant]['tokens'][key]) / max(sum(seen[variant]['steps'][key]), 1):.2f}")
             if variant == base:
                 cells.append("")
             else:

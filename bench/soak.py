@@ -384,12 +384,14 @@ def _soak_memory(args: argparse.Namespace, process: subprocess.Popen, port_file:
           f"documents, {args.clients} clients, steps {args.steps or 'default'}, seed {args.seed}")
     print(f"health: {json.dumps({k: v for k, v in health.items() if k not in ('status', 'model')})}\n")
     print("| requests | minutes | engine RSS (MB) | × post-load | anon / file (MB) | caches (MB) |"
-          + (" allocated (MB) | reserved (MB) |" if cuda else "") + " p50 / p90 ms (since last row) | errors |")
-    print("|---|---|---|---|---|---|" + ("---|---|" if cuda else "") + "---|---|")
+          + (" allocated (MB) | reserved (MB) |" if cuda else "")
+          + " p50 / p90 ms (since last row) | tokens per step (since last row) | errors |")
+    print("|---|---|---|---|---|---|" + ("---|---|" if cuda else "") + "---|---|---|")
     started = time.perf_counter()
     lock = threading.Lock()
     done = {"sent": 0, "count": 0, "errors": 0}
     window: list[float] = []
+    bought = [0, 0]  # answer tokens and denoising steps since the last row: what the latencies bought
     rows: list[tuple[int, float]] = []  # (requests, RSS MB)
 
     def device_cells() -> str:
@@ -405,9 +407,11 @@ def _soak_memory(args: argparse.Namespace, process: subprocess.Popen, port_file:
         anon, files = rss_mb(process.pid, "RssAnon"), rss_mb(process.pid, "RssFile")
         times = sorted(window) or [float("nan")]
         window.clear()
+        per_step = bought[0] / bought[1] if bought[1] else float("nan")
+        bought[:] = [0, 0]
         print(f"| {count} | {(time.perf_counter() - started) / 60:.1f} | {rss:.0f} | {rss / loaded:.2f} | {anon:.0f} / "
               f"{files:.0f} | {cache_mb(url)} |{device} {times[len(times) // 2]:.0f} / "
-              f"{times[int(len(times) * 0.9)]:.0f} | {done['errors']} |", flush=True)
+              f"{times[int(len(times) * 0.9)]:.0f} | {per_step:.2f} | {done['errors']} |", flush=True)
 
     row(0)
 
@@ -423,13 +427,15 @@ def _soak_memory(args: argparse.Namespace, process: subprocess.Popen, port_file:
             sent = time.perf_counter()
             try:
                 with urllib.request.urlopen(request, timeout=120) as response:
-                    response.read()
+                    answer = json.loads(response.read())
                 failed = False
-            except OSError:
-                failed = True
+            except (OSError, ValueError):  # no answer, or one that is not JSON: both are errors
+                failed, answer = True, {}
             with lock:
                 done["count"] += 1
                 done["errors"] += failed
+                bought[0] += answer.get("tokens", 0)
+                bought[1] += answer.get("steps", 0)
                 window.append((time.perf_counter() - sent) * 1000)
                 if done["count"] % args.every == 0 or done["count"] == args.memory:
                     row(done["count"])
@@ -443,7 +449,7 @@ def _soak_memory(args: argparse.Namespace, process: subprocess.Popen, port_file:
     idle = rss_mb(process.pid)
     print(f"| idle 3 s | {(time.perf_counter() - started) / 60:.1f} | {idle:.0f} | {idle / loaded:.2f} | "
           f"{rss_mb(process.pid, 'RssAnon'):.0f} / {rss_mb(process.pid, 'RssFile'):.0f} | {cache_mb(url)} |"
-          + device_cells() + " | |")
+          + device_cells() + " | | |")
     last = rows[-1][1]
     print(f"\npost-load {loaded:.0f} MB; last {last:.0f} MB ({last / loaded:.2f}×); "
           f"{done['errors']} errors; engine {'alive' if process.poll() is None else 'DIED'}")

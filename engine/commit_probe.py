@@ -34,24 +34,31 @@ def _neighbour(values: torch.Tensor, shift: int, fill: float) -> torch.Tensor:
     return torch.cat([pad, values[:, :-1]], 1) if shift == 1 else torch.cat([values[:, 1:], pad], 1)
 
 
-def probe_features(logits: torch.Tensor, filler_ids: torch.Tensor, log_filler: torch.Tensor, p_best: torch.Tensor,
+def vocab_features(logits: torch.Tensor, filler_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(certainty, second) [N] of logits [N, V]: exp(-entropy), 1 when sure and 1/V when uniform, and the runner-up
+    non-filler token's probability. The features that read the whole vocabulary; the sampler computes them in
+    chunks of positions, since a 150k vocabulary makes every [positions, V] temporary large."""
+    log_p = logits.float().log_softmax(-1).clamp_(min=-1e4)  # tokens the sampler ruled out are -inf: 0 * -inf
+    certainty = torch.exp((log_p.exp() * log_p).sum(-1))
+    second = log_p.index_fill_(-1, filler_ids, float("-inf")).topk(2, dim=-1).values[..., 1].exp()
+    return certainty, second
+
+
+def probe_features(certainty: torch.Tensor, second: torch.Tensor, log_filler: torch.Tensor, p_best: torch.Tensor,
                    p_nonfiller: torch.Tensor, ended: torch.Tensor, masked: torch.Tensor, settled_content: torch.Tensor,
                    length: torch.Tensor, steps_done: torch.Tensor, single_line: torch.Tensor) -> torch.Tensor:
-    """Features [B, C, len(FEATURES)] of every canvas position from one step's logits [B, C, V].
+    """Features [B, C, len(FEATURES)] of every canvas position from one step's predictions.
 
-    `log_filler` is each position's log filler mass, `settled_content` marks committed positions that hold answer
-    tokens (not filler); the rest of the inputs are [B, C] except `length`, `steps_done`, `single_line` ([B]).
-    Only masked positions' features are read. One [B, C, V] temporary at a time: a 150k vocabulary is large."""
-    batch, width, _ = logits.shape
-    log_p = logits.float().log_softmax(-1).clamp_(min=-1e4)  # tokens the sampler ruled out are -inf: 0 * -inf
-    certainty = torch.exp((log_p.exp() * log_p).sum(-1))  # exp(-entropy): 1 when sure, 1/V when uniform
-    second = log_p.index_fill_(-1, filler_ids, float("-inf")).topk(2, dim=-1).values[..., 1].exp()
+    `certainty` and `second` come from the logits (vocab_features), `log_filler` is each position's log filler
+    mass, `settled_content` marks committed positions that hold answer tokens (not filler); every input is [B, C]
+    except `length`, `steps_done`, `single_line` ([B]). Only masked positions' features are read."""
+    batch, width = masked.shape
     margin = p_nonfiller - second
     masked_f = masked.float()
     left_settled = _neighbour(~masked, 1, 1.0)  # position 0 sits beside the prefix
     right_settled = _neighbour(settled_content, -1, 0.0)
     masked_left = (masked_f.cumsum(-1) - masked_f).clamp(max=8) / 8
-    position = torch.arange(width, device=logits.device).float().clamp(max=32)[None].expand(batch, -1) / 32
+    position = torch.arange(width, device=masked.device).float().clamp(max=32)[None].expand(batch, -1) / 32
     masked_fraction = (masked_f.sum(-1) / length.clamp(min=1)).unsqueeze(-1).expand(-1, width)
     step = (steps_done.float().clamp(max=16) / 16).unsqueeze(-1).expand(-1, width)
     left_p = torch.where(_neighbour(masked, 1, 0.0), _neighbour(p_nonfiller, 1, 1.0), torch.ones_like(p_nonfiller))

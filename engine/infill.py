@@ -438,8 +438,9 @@ class InfillEngine:
         """Recompute tail + canvas + suffix over the prefix chunks into each job's slot, and commit from the same
         forward (no work is wasted on the refresh)."""
         width = max(j.length for j in jobs)
-        vocab_size = self.model.config.vocab_size
-        logits = torch.zeros(len(jobs), width, vocab_size, device=self.device)
+        rows = torch.tensor([j.slot for j in jobs], device=self.device)
+        positions = self.canvases.masked[rows, :width]
+        parts = []  # each row's logits at its masked positions only: what denoise reads (packed)
         done: dict[tuple, tuple[torch.Tensor, Job]] = {}
         for b, job in enumerate(jobs):
             canvas = tuple(self.canvases.ids[job.slot, : job.length].tolist())
@@ -449,23 +450,23 @@ class InfillEngine:
                 row_logits, source = done[key]
                 self.context.copy_slot(source.slot, job.slot, self._context_length(source))
             else:
-                row_logits = self._group_forward(job, list(canvas))
+                row_logits = self._group_forward(job, list(canvas), positions[b, : job.length])
                 done[key] = (row_logits, job)
-            logits[b, : job.length] = row_logits
+            parts.append(row_logits)
             job.stale = False
             job.steps_since_refresh = 0
-        rows = torch.tensor([j.slot for j in jobs], device=self.device)
         sampled = tuple(
             dataclasses.replace(j.sampled, index=i, length=j.length) for i, j in enumerate(jobs) if j.sampled
         )
-        status = denoise(self.canvases, self.tables, rows, logits, self.settings.confidence, sampled,
-                         self.canvas_step.probe)
+        status = denoise(self.canvases, self.tables, rows, torch.cat(parts).float(), self.settings.confidence, sampled,
+                         self.canvas_step.probe, positions)
         self.canvas_step.host_reads += 1
         self._after_step(jobs, status.tolist())
 
-    def _group_forward(self, job: Job, canvas: list[int]) -> torch.Tensor:
+    def _group_forward(self, job: Job, canvas: list[int], masked: torch.Tensor | None = None) -> torch.Tensor:
         """Forward of [prefix tail, canvas, suffix] over the slot's prefix chunks; keeps the tail and suffix keys
-        and values in the slot and returns the canvas logits [C, V].
+        and values in the slot and returns the canvas logits [C, V], or with `masked` [C] those of the masked
+        positions only [M, V] (the head, the largest weight, runs for nothing else).
 
         On a first step whose suffix the previous keystroke computed, the suffix's keys/values are reused
         (rotated to their positions) and only [tail, canvas] runs."""
@@ -505,4 +506,4 @@ class InfillEngine:
         read = torch.arange(length, device=device) + n_tail
         if self.model.config.shifted:
             read = (read - 1).clamp(min=0)  # no prefix at all: position 0 reads its own output (Dream)
-        return self.model.logits(hidden[0, read])
+        return self.model.logits(hidden[0, read if masked is None else read[masked]])

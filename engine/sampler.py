@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from mercury_lsp.engine.api.infill import Completion
-from mercury_lsp.engine.commit_probe import CommitProbe, probe_features
+from mercury_lsp.engine.commit_probe import CommitProbe, probe_features, vocab_features
 from mercury_lsp.engine.detokenize import cut_spans, text_with_spans
 from mercury_lsp.engine.vocab import Vocabulary
 from mercury_lsp.kernels.commit import commit_confident
@@ -26,6 +26,12 @@ RUNNING, DONE, HOST_WORK = 0, 1, 2  # statuses denoise reports per slot
 MEASURES = ("probability", "margin", "entropy")
 REFINE_THRESHOLD = 0.6  # committed tokens below this confidence may be re-predicted by refinement
 REFINE_STEPS = 1
+# A CPU scores a step's positions in chunks whose [positions, V] float temporaries take about this much each: 32
+# positions at the bundled model's 8k vocabulary, where three 65-position canvases at once took 6.4 MB per
+# temporary (bench/RESULTS.md, issue 21's fifth round). At least a few positions, so a 150k vocabulary does not go
+# one position per chunk.
+SCORE_CHUNK_BYTES = 2**20
+SCORE_CHUNK_MIN = 4
 
 
 class VocabTables:
@@ -150,20 +156,38 @@ def reset_slot(slots: CanvasSlots, tables: VocabTables, vocab: Vocabulary, slot:
     slots.refine_pending[slot] = spec.refine
 
 
-def _restrict(slots: CanvasSlots, tables: VocabTables, rows: torch.Tensor, logits: torch.Tensor,
-              masked: torch.Tensor) -> None:
-    """Forbid tokens a position may not take, in place: mask; expand/delete outside expand mode; healing."""
-    logits[:, :, tables.mask_id] = float("-inf")
+def _restrict(slots: CanvasSlots, tables: VocabTables, slot: torch.Tensor, logits: torch.Tensor) -> None:
+    """Forbid, in place, the tokens no position may take (mask) and expand/delete outside expand mode; `slot` is each
+    position's slot, shaped to broadcast over logits[..., 0] ([B, 1] for [B, C, V], [M] for [M, V])."""
+    logits[..., tables.mask_id] = float("-inf")
     blocked = float("-inf")
     if tables.expand_id is not None:
-        ok = (slots.special_allowed[rows] & slots.expand_allowed[rows])[:, None]
-        logits[:, :, tables.expand_id] = torch.where(ok, logits[:, :, tables.expand_id], blocked)
+        ok = slots.special_allowed[slot] & slots.expand_allowed[slot]
+        logits[..., tables.expand_id] = torch.where(ok, logits[..., tables.expand_id], blocked)
     if tables.delete_id is not None:
-        ok = slots.special_allowed[rows][:, None]
-        logits[:, :, tables.delete_id] = torch.where(ok, logits[:, :, tables.delete_id], blocked)
+        ok = slots.special_allowed[slot]
+        logits[..., tables.delete_id] = torch.where(ok, logits[..., tables.delete_id], blocked)
+
+
+def _restrict_canvases(slots: CanvasSlots, tables: VocabTables, rows: torch.Tensor, logits: torch.Tensor,
+                       masked: torch.Tensor) -> None:
+    """_restrict for logits [B, C, V] of whole canvases, and healing: a masked position 0 of a healed canvas takes
+    only the tokens that start with the bytes typed already. No host sync (it runs in CUDA graphs)."""
+    _restrict(slots, tables, rows[:, None], logits)
     heal = (slots.healed[rows] & masked[:, 0])[:, None]
-    first = logits[:, 0]
-    logits[:, 0] = torch.where(heal & ~slots.first_allowed[rows], blocked, first)
+    logits[:, 0] = torch.where(heal & ~slots.first_allowed[rows], float("-inf"), logits[:, 0])
+
+
+def _restrict_masked(slots: CanvasSlots, tables: VocabTables, rows: torch.Tensor, logits: torch.Tensor,
+                     masked: torch.Tensor) -> None:
+    """_restrict_canvases for logits [M, V] of the masked positions of [B, C] only, in row-major order (eager
+    steps, which may read positions back to the host)."""
+    row, column = masked.nonzero(as_tuple=True)
+    slot = rows[row]
+    _restrict(slots, tables, slot, logits)
+    first = ((column == 0) & slots.healed[slot]).nonzero().squeeze(1)
+    if len(first):
+        logits[first] = logits[first].masked_fill(~slots.first_allowed[slot[first]], float("-inf"))
 
 
 def measure_confidence(logits: torch.Tensor, filler_ids: torch.Tensor, measure: str) -> tuple[torch.Tensor, ...]:
@@ -187,9 +211,9 @@ def measure_confidence(logits: torch.Tensor, filler_ids: torch.Tensor, measure: 
 
 
 def filler_log_prob(logits: torch.Tensor, filler_ids: torch.Tensor) -> torch.Tensor:
-    """log P(filler) [B, C] of each position: the mass of every filler token."""
+    """log P(filler) of each position of logits [..., V]: the mass of every filler token."""
     scores = logits.float()
-    return scores[:, :, filler_ids].logsumexp(-1) - scores.logsumexp(-1)
+    return scores[..., filler_ids].logsumexp(-1) - scores.logsumexp(-1)
 
 
 def answer_ended(log_f: torch.Tensor, masked: torch.Tensor, filler: torch.Tensor) -> torch.Tensor:
@@ -222,6 +246,44 @@ def filler_tail(logits: torch.Tensor, filler_ids: torch.Tensor, masked: torch.Te
 
 
 @dataclass
+class PositionScores:
+    """What a step reads from each canvas position's logits, [B, C] each. Only masked positions' values are read;
+    an eager CPU step scores only those and leaves zeros elsewhere."""
+
+    p_best: torch.Tensor
+    id_best: torch.Tensor
+    p_nf: torch.Tensor  # the best non-filler token's confidence
+    id_nf: torch.Tensor
+    log_filler: torch.Tensor  # log P(filler) (filler_log_prob)
+    certainty: torch.Tensor | None  # the probe's vocabulary features (vocab_features); None without a probe
+    second: torch.Tensor | None
+
+
+def score_positions(logits: torch.Tensor, filler_ids: torch.Tensor, masked: torch.Tensor, measure: str,
+                    for_probe: bool, packed: bool) -> PositionScores:
+    """PositionScores of restricted logits: [B, C, V] of whole canvases, or with `packed` [M, V] of the positions
+    `masked` [B, C] marks, in row-major order.
+
+    On a CPU the positions go a chunk at a time (SCORE_CHUNK_BYTES), so no [B * C, V] temporary (softmax, the
+    filler-free copy, logsumexp's) is ever alive; every measure is per position, so chunks change no value. On CUDA
+    one chunk: the step is a captured graph and a few MB of temporaries are nothing there."""
+    batch, width = masked.shape
+    flat = logits.reshape(-1, logits.shape[-1])
+    chunk = flat.shape[0] if flat.is_cuda else max(SCORE_CHUNK_BYTES // (flat.shape[1] * 4), SCORE_CHUNK_MIN)
+    parts = []
+    for start in range(0, max(flat.shape[0], 1), max(chunk, 1)):  # one empty chunk when nothing is masked
+        part = flat[start : start + chunk]
+        features = vocab_features(part, filler_ids) if for_probe else ()
+        parts.append((*measure_confidence(part, filler_ids, measure), filler_log_prob(part, filler_ids), *features))
+    columns = [torch.cat(column) for column in zip(*parts)]
+    if packed:  # zeros where nothing was scored: never read
+        where = masked.reshape(-1)
+        columns = [torch.zeros(batch * width, dtype=c.dtype, device=c.device).index_put_((where,), c) for c in columns]
+    p_best, id_best, p_nf, id_nf, log_filler, *probe = (c.view(batch, width) for c in columns)
+    return PositionScores(p_best, id_best, p_nf, id_nf, log_filler, *(probe or (None, None)))
+
+
+@dataclass
 class SampledRow:
     """A row whose tokens are drawn at a temperature with its own generator (eager steps only)."""
 
@@ -242,6 +304,21 @@ def _sampled_confidence(logits: torch.Tensor, filler: torch.Tensor, row: Sampled
     return probs.gather(-1, id_best[:, None])[:, 0], id_best, probs.gather(-1, id_nf[:, None])[:, 0], id_nf
 
 
+def _canvas_row(slots: CanvasSlots, tables: VocabTables, rows: torch.Tensor, logits: torch.Tensor,
+                masked: torch.Tensor, row: SampledRow, packed: bool) -> torch.Tensor:
+    """A sampled row's restricted logits [length, V] over every canvas position, as draws consume the generator
+    per position: from packed logits, zeros at the committed positions, which is what an unpacked eager step held."""
+    if not packed:
+        return logits[row.index, : row.length]
+    first = int(masked[: row.index].sum())
+    wanted = masked[row.index, : row.length]
+    full = torch.zeros(row.length, logits.shape[-1], dtype=logits.dtype, device=logits.device)
+    full[wanted] = logits[first : first + int(wanted.sum())]
+    one = slice(row.index, row.index + 1)
+    _restrict_canvases(slots, tables, rows[one], full[None], masked[one, : row.length])
+    return full
+
+
 def denoise(
     slots: CanvasSlots,
     tables: VocabTables,
@@ -250,26 +327,36 @@ def denoise(
     measure: str = "probability",
     sampled: tuple[SampledRow, ...] = (),
     probe: CommitProbe | None = None,
+    positions: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Commit tokens on the canvases in slots `rows` [B] from their logits [B, C, V] (C covers every canvas's
     length); returns each row's status (RUNNING, DONE or HOST_WORK) as a [B] int8 tensor. No host sync.
 
+    With `positions` [B, C], the slots' masked positions (eager steps: a CPU's, and every refresh), `logits` is
+    [M, V] of those positions only, row-major: nothing reads a committed position's logits, so nothing computes
+    them. Finding the positions reads them back to the host, which costs nothing on a CPU.
+
     With a `probe`, rows whose slot has `probe_on` commit the answer's tokens by the probe's score rather than
     their probability (commit_probe)."""
-    batch, width, vocab = logits.shape
+    packed = positions is not None
+    width = positions.shape[1] if packed else logits.shape[1]
     ids = slots.ids[rows, :width]
     masked = slots.masked[rows, :width]
     committed_filler = slots.committed_filler[rows, :width]
-    _restrict(slots, tables, rows, logits, masked)
-    flat = logits.view(-1, vocab)
-    p_best, id_best, p_nf, id_nf = (t.view(batch, width) for t in measure_confidence(flat, tables.filler_ids, measure))
+    if packed:
+        _restrict_masked(slots, tables, rows, logits, masked)
+    else:
+        _restrict_canvases(slots, tables, rows, logits, masked)
+    scores = score_positions(logits, tables.filler_ids, masked, measure, probe is not None, packed)
+    p_best, id_best, p_nf, id_nf = scores.p_best, scores.id_best, scores.p_nf, scores.id_nf
     for row in sampled:
-        drawn = _sampled_confidence(logits[row.index, : row.length], tables.filler_ids, row)
+        drawn = _sampled_confidence(_canvas_row(slots, tables, rows, logits, masked, row, packed), tables.filler_ids,
+                                    row)
         for full, part in zip((p_best, id_best, p_nf, id_nf), drawn):
             full[row.index, : row.length] = part
 
     # Length first: commit the filler the length distribution is sure of before choosing the answer's tokens.
-    log_f = filler_log_prob(logits, tables.filler_ids)
+    log_f = scores.log_filler
     ended = answer_ended(log_f, masked, tables.filler[ids])
     tail = masked & (ended >= slots.tail_threshold[rows][:, None])
     tail_token = torch.where(tables.filler[id_best], id_best, torch.full_like(id_best, tables.pad_id))
@@ -287,7 +374,7 @@ def denoise(
         # The learned rule: outside the filler run a candidate passes on the probe's score, not its probability.
         # The score is mapped onto the row's threshold scale, so the filler run keeps its own rule.
         settled = ~masked & ~committed_filler & ~tables.filler[ids]  # the answer's committed tokens
-        features = probe_features(logits, tables.filler_ids, log_f, p_best, p_nf, ended, masked, settled,
+        features = probe_features(scores.certainty, scores.second, log_f, p_best, p_nf, ended, masked, settled,
                                   slots.length[rows], steps_done, slots.single_line[rows])
         scaled = probe.rescale(probe.score(features, id_nf), threshold[:, None])
         candidate_score = torch.where(slots.probe_on[rows][:, None], scaled, p_nf)

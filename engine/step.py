@@ -63,8 +63,9 @@ class CanvasStep:
 
     # -- the step ------------------------------------------------------------------------------------------------
     def _logits(self, rows: torch.Tensor, width: int, span: int | None, slot_range: tuple[int, int] | None
-                ) -> torch.Tensor:
-        """Logits [B, width, V] of the canvases in `rows`, each over its cached context."""
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Logits [B, width, V] of the canvases in `rows`, each over its cached context; or, on an eager CPU step,
+        (logits [M, V] of the positions still masked, those positions [B, width])."""
         context, canvases = self.context, self.canvases
         canvas = canvases.ids[rows, :width]
         has_lead = context.has_lead[rows]
@@ -87,18 +88,16 @@ class CanvasStep:
         read = (offsets[:width] + shift[:, None] - int(self.model.config.shifted)).clamp(min=0)
         picked = hidden.gather(1, read[:, :, None].expand(-1, -1, hidden.shape[-1]))
         if self.pad_to_buckets:
-            return self.model.logits(picked).float()
+            return self.model.logits(picked).float(), None
         # Eager on a CPU: the head (the largest weight) only for positions still masked, the only ones whose
-        # predictions are read; the rest stay zero.
+        # predictions are read; they stay packed, [M, V], rather than spread over [B, width, V] zeros.
         wanted = canvases.masked[rows, :width]
-        logits = torch.zeros(*wanted.shape, self.model.config.vocab_size, device=rows.device)
-        logits[wanted] = self.model.logits(picked[wanted]).float()
-        return logits
+        return self.model.logits(picked[wanted]).float(), wanted
 
     def _step(self, rows: torch.Tensor, width: int, span: int | None = None,
               slot_range: tuple[int, int] | None = None, sampled: tuple[SampledRow, ...] = ()) -> torch.Tensor:
-        logits = self._logits(rows, width, span, slot_range)
-        return denoise(self.canvases, self.tables, rows, logits, self.measure, sampled, self.probe)
+        logits, positions = self._logits(rows, width, span, slot_range)
+        return denoise(self.canvases, self.tables, rows, logits, self.measure, sampled, self.probe, positions)
 
     def run(self, slots: list[int], longest: int, context_span: int,
             sampled: tuple[SampledRow, ...] = ()) -> list[int]:

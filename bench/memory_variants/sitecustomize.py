@@ -18,9 +18,12 @@ and MERCURY_MEMORY_VARIANT set (the engine server is a process of its own, so a 
   concatenated with the canvas keys and values, and attended with a key mask (SDPA) at the batch's longest context.
 - `f32context`: the context slots and caches in float32 (`--context-dtype float32`), the default again, so `on`
   now. In bench/results/issue21/round4's A/B logs `on` kept them in bfloat16, the CPU default for part of that round.
-- `round3`: the fourth round undone (`catattention` and `f32context` together): the third round's engine.
-- `none`: every round of issue 21 undone (`off`, `round1` and `round3` together, the caches without a bound as in
-  `off`): the engine the issue's "no latency cost" compares against.
+- `round3`: the fourth and fifth rounds undone (`catattention`, `f32context` and `round4` together): the third
+  round's engine.
+- `round4`: the fifth round undone: every step's logits spread over [batch, canvas, vocabulary] zeros (nothing is
+  computed for committed positions either way) and scored in one piece, not a chunk of positions at a time.
+- `none`: every round of issue 21 undone (`off`, `round1`, `round3` and `round4` together, the caches without a bound
+  as in `off`): the engine the issue's "no latency cost" compares against.
 
 MERCURY_MEMORY_PROBE=FILE (with or without a variant) also starts memory_probe.py's thread in the engine server.
 """
@@ -74,9 +77,9 @@ elif _VARIANT == "drainonly":
     batcher.Batcher._step = _step_finishing_nothing
 elif _VARIANT == "nodrain":
     batcher.TRIM_AFTER_REQUEST_S = float("inf")
-elif _VARIANT not in (None, "on", "round1", "none", "catattention", "f32context", "round3"):
+elif _VARIANT not in (None, "on", "round1", "none", "catattention", "f32context", "round3", "round4"):
     raise SystemExit(f"MERCURY_MEMORY_VARIANT={_VARIANT!r}: on, off, heap, trims, mmap256k, mmap32, buckets, "
-                     "round1, nodrain, drainonly, catattention, f32context, round3 or none")
+                     "round1, nodrain, drainonly, catattention, f32context, round3, round4 or none")
 
 
 def gathered_and_concatenated(q, k_ctx, v_ctx, ctx_len, k_new, v_new, new_len, scale, ctx_rows=None):
@@ -98,6 +101,21 @@ if _VARIANT in ("catattention", "round3", "none"):
     from mercury_lsp.kernels import attention
 
     attention.canvas_attention_reference = gathered_and_concatenated
+
+if _VARIANT in ("round4", "round3", "none"):
+    from mercury_lsp.engine import sampler
+
+    sampler.SCORE_CHUNK_BYTES = 2**60
+    _denoise_packed = sampler.denoise
+
+    def _whole_canvases(slots, tables, rows, logits, measure="probability", sampled=(), probe=None, positions=None):
+        if positions is not None:  # the fourth round's [B, C, V]: zeros where nothing was computed
+            whole = torch.zeros(*positions.shape, logits.shape[-1], dtype=logits.dtype, device=logits.device)
+            whole[positions] = logits
+            logits = whole
+        return _denoise_packed(slots, tables, rows, logits, measure, sampled, probe)
+
+    step.denoise = infill.denoise = _whole_canvases
 
 if _VARIANT in ("f32context", "round3", "none"):
     _engine_init_f32 = infill.InfillEngine.__init__

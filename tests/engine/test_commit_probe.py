@@ -19,6 +19,7 @@ from mercury_lsp.engine.commit_probe import (
     CommitProbe,
     load_commit_probe,
     probe_features,
+    vocab_features,
 )
 from mercury_lsp.engine.errors import CheckpointError
 from mercury_lsp.engine.infill import EngineSettings, InfillEngine, InfillError, InfillRequest
@@ -109,7 +110,8 @@ def test_features_describe_the_canvas():
     masked = torch.tensor([[True, False, True]])
     settled = torch.tensor([[False, True, False]])
     p_nf = torch.tensor([[0.7, 0.1, 0.9]])
-    features = probe_features(probs.log(), torch.tensor([0]), probs[..., 0].log(), probs.max(-1).values, p_nf,
+    certainty, second = (f.view(1, 3) for f in vocab_features(probs.log().view(3, 3), torch.tensor([0])))
+    features = probe_features(certainty, second, probs[..., 0].log(), probs.max(-1).values, p_nf,
                               torch.zeros(1, 3), masked, settled, torch.tensor([3]), torch.tensor([2]),
                               torch.tensor([True]))
     column = {name: features[0, :, i].tolist() for i, name in enumerate(FEATURES)}

@@ -105,11 +105,12 @@ def _canvas(engine: InfillEngine, job: Job) -> list[int]:
 
 
 def _cached_logits(engine: InfillEngine, job: Job) -> torch.Tensor:
-    """The step's logits over the slot's cached context, at the canvas's own width; on a CPU the step computes
-    them for masked positions only, so only those are compared (see _masked)."""
+    """The step's logits over the slot's cached context for the canvas's masked positions [M, V] (see _masked):
+    on a CPU the step computes them for those only."""
     rows = torch.tensor([job.slot])
     span = engine._context_length(job)
-    return engine.canvas_step._logits(rows, job.length, span, (job.slot, job.slot + 1))[0]
+    logits, positions = engine.canvas_step._logits(rows, job.length, span, (job.slot, job.slot + 1))
+    return logits if positions is not None else logits[0][_masked(engine, job)]
 
 
 def _masked(engine: InfillEngine, job: Job) -> torch.Tensor:
@@ -134,7 +135,7 @@ def test_cached_step_equals_full_recompute_right_after_a_refresh(tiny_checkpoint
         full = engine._group_forward(job, _canvas(engine, job))  # refreshes the slot's context
         cached, masked = _cached_logits(engine, job), _masked(engine, job)
         assert masked.any()
-        assert torch.allclose(cached[masked], full[masked], atol=1e-4), (cached - full)[masked].abs().max()
+        assert torch.allclose(cached, full[masked], atol=1e-4), (cached - full[masked]).abs().max()
         engine.step([job])
         if job.done:
             break
@@ -148,7 +149,7 @@ def test_stale_context_predictions_mostly_agree_with_recomputation(tiny_checkpoi
         if job.done:
             break
         masked = _masked(engine, job)
-        cached = _cached_logits(engine, job).argmax(-1)[masked]
+        cached = _cached_logits(engine, job).argmax(-1)
         full = _recomputed_logits(engine, job).argmax(-1)[masked]
         agree += int((cached == full).sum())
         total += int(masked.sum())
@@ -235,7 +236,7 @@ def test_exact_context_recomputes_the_whole_window_bidirectionally_at_every_step
     engine = engine_for(tiny_checkpoint, exact_context=True)
     calls = []
     forward = engine._group_forward
-    monkeypatch.setattr(engine, "_group_forward", lambda job, canvas: calls.append(job.chunk_len) or forward(job, canvas))
+    monkeypatch.setattr(engine, "_group_forward", lambda job, *args: calls.append(job.chunk_len) or forward(job, *args))
     result = engine.infill(InfillRequest(prefix=SOURCE + "x = ", suffix="\n\nprint(x)\n", max_tokens=10, steps=10))
     assert calls and set(calls) == {0}  # no prefix chunks: the whole prefix is in the window
     assert len(calls) == result.steps  # every step a full recompute

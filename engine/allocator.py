@@ -5,7 +5,9 @@ Every CPU tensor comes from malloc, and each thread that allocates gets an arena
 two bound them. glibc's own mmap threshold stays: it rises to the largest block freed (up to 32 MB), so a request's
 tensors reuse the pages earlier ones freed. A fixed 256 KB threshold (issue 21's first round) gave every larger
 tensor a fresh mapping, its pages faulted in and zeroed at each use: 30-40% of a request's latency on a CPU
-(bench/RESULTS.md). What the heaps keep free between trims is what `malloc_trim` returns.
+(bench/RESULTS.md). What the heaps keep free between trims is what `malloc_trim` returns. MKL's GEMM buffers come
+from these heaps too, not from MKL's own pool, which never hands them back (set in engine/__init__.py, before torch
+loads).
 """
 
 from __future__ import annotations

@@ -18,12 +18,15 @@ and MERCURY_MEMORY_VARIANT set (the engine server is a process of its own, so a 
   concatenated with the canvas keys and values, and attended with a key mask (SDPA) at the batch's longest context.
 - `f32context`: the context slots and caches in float32 (`--context-dtype float32`), the default again, so `on`
   now. In bench/results/issue21/round4's A/B logs `on` kept them in bfloat16, the CPU default for part of that round.
-- `round3`: the fourth and fifth rounds undone (`catattention`, `f32context` and `round4` together): the third
-  round's engine.
-- `round4`: the fifth round undone: every step's logits spread over [batch, canvas, vocabulary] zeros (nothing is
-  computed for committed positions either way) and scored in one piece, not a chunk of positions at a time.
-- `none`: every round of issue 21 undone (`off`, `round1`, `round3` and `round4` together, the caches without a bound
-  as in `off`): the engine the issue's "no latency cost" compares against.
+- `round3`: the fourth, fifth and sixth rounds undone (`catattention`, `f32context`, `round4` and `round5`
+  together): the third round's engine.
+- `round4`: the fifth and sixth rounds undone: every step's logits spread over [batch, canvas, vocabulary] zeros
+  (nothing is computed for committed positions either way) and scored in one piece, not a chunk of positions at a
+  time; MKL keeps its buffers (`round5`).
+- `round5`: the sixth round undone: MKL's memory manager keeps its GEMM buffers (MKL_DISABLE_FAST_MM set empty
+  before torch loads, so the engine package's default does not apply).
+- `none`: every round of issue 21 undone (`off`, `round1`, `round3`, `round4` and `round5` together, the caches
+  without a bound as in `off`): the engine the issue's "no latency cost" compares against.
 
 MERCURY_MEMORY_PROBE=FILE (with or without a variant) also starts memory_probe.py's thread in the engine server.
 """
@@ -32,9 +35,16 @@ import os
 
 _VARIANT = os.environ.get("MERCURY_MEMORY_VARIANT")
 
+if _VARIANT in ("round5", "round4", "round3", "none"):
+    os.environ["MKL_DISABLE_FAST_MM"] = ""  # read once when torch loads MKL; empty keeps MKL's default
+
 if _VARIANT is not None:
     # Every variant, `on` too, imports the engine here (at start-up, on the main thread), so that they differ in
-    # nothing else: where modules are imported decides which malloc arena holds their objects.
+    # nothing else: where modules are imported decides which malloc arena holds their objects. The engine package
+    # first: it sets MKL's memory default before torch loads.
+    import mercury_lsp.engine  # noqa: F401 (imported for all)
+
+    # isort: split
     import torch
 
     from mercury_lsp.engine import allocator, batcher, context_cache, infill, step  # noqa: F401 (imported for all)
@@ -77,9 +87,10 @@ elif _VARIANT == "drainonly":
     batcher.Batcher._step = _step_finishing_nothing
 elif _VARIANT == "nodrain":
     batcher.TRIM_AFTER_REQUEST_S = float("inf")
-elif _VARIANT not in (None, "on", "round1", "none", "catattention", "f32context", "round3", "round4"):
+elif _VARIANT not in (None, "on", "round1", "none", "catattention", "f32context", "round3", "round4",
+                      "round5"):
     raise SystemExit(f"MERCURY_MEMORY_VARIANT={_VARIANT!r}: on, off, heap, trims, mmap256k, mmap32, buckets, "
-                     "round1, nodrain, drainonly, catattention, f32context, round3, round4 or none")
+                     "round1, nodrain, drainonly, catattention, f32context, round3, round4, round5 or none")
 
 
 def gathered_and_concatenated(q, k_ctx, v_ctx, ctx_len, k_new, v_new, new_len, scale, ctx_rows=None):

@@ -1,12 +1,14 @@
 """What the engine holds: CPU context slots resident only where written and handed back (after a burst too),
 caches within their bytes, slots sized from --max-batch and the model's positions (and reported in /health), device
-memory in /metrics on CUDA, the model built for loading without importing torch's symbolic-shape stack, and no
-Triton on a CPU."""
+memory in /metrics on CUDA, the model built for loading without importing torch's symbolic-shape stack, no
+Triton on a CPU, and no GEMM buffers kept by MKL."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -114,6 +116,41 @@ def test_cache_entries_go_back_to_the_system_when_evicted():
     cache.put([99], 0, [(torch.zeros(8, 1, 64), torch.zeros(8, 1, 64))])  # evicts every entry, itself too
     assert not cache.entries and cache.bytes == 0
     assert held - resident_mb() > 20
+
+
+# Heap bytes in use plus glibc's mmapped blocks, before and after float32 GEMMs of the engine's shapes (a block
+# step's rows over its MLP, attention and head weights), in a fresh process that imports the engine first.
+_GEMMS = """
+import ctypes, mercury_lsp.engine, torch
+class Info(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in ('arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks '
+                                                'fordblks keepcost').split()]
+libc = ctypes.CDLL('libc.so.6'); libc.mallinfo2.restype = Info
+held = lambda: (libc.mallinfo2().uordblks + libc.mallinfo2().hblkhd) / 2**20
+weights = [torch.randn(1408, 512), torch.randn(512, 1408), torch.randn(512, 512), torch.randn(8192, 512)]
+before = held()
+for rows in (17, 65, 195, 256):
+    for w in weights:
+        torch.nn.functional.linear(torch.randn(rows, w.shape[1]), w)
+print(held() - before)
+"""
+
+
+@pytest.mark.skipif(not torch.backends.mkl.is_available(), reason="torch is built without MKL here")
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the heap is counted with glibc's mallinfo2")
+def test_mkl_keeps_no_gemm_buffers_in_the_engine_process():
+    def grown_mb(setting: str | None) -> float:
+        env = {k: v for k, v in os.environ.items() if k != "MKL_DISABLE_FAST_MM"}
+        if setting is not None:
+            env["MKL_DISABLE_FAST_MM"] = setting
+        done = subprocess.run([sys.executable, "-c", _GEMMS], capture_output=True, text=True, timeout=120, env=env)
+        if "mallinfo2" in done.stderr:
+            pytest.skip("no glibc 2.33+ here to count the heap with")
+        assert done.returncode == 0, done.stderr[-2000:]
+        return float(done.stdout)
+
+    assert grown_mb(None) < 1  # the engine package's default: MKL takes its buffers from malloc and frees them
+    assert grown_mb("") > 4  # a user's empty setting keeps MKL's own manager, which holds on to them
 
 
 def test_a_model_built_for_loading_imports_no_sympy(tiny_checkpoint):

@@ -12,6 +12,7 @@ and MERCURY_MEMORY_VARIANT set (the engine server is a process of its own, so a 
   slot a request lands in (nor picked for it), cache entries in the C heap, caches of 48 MB (36 prefix, 12 suffix),
   no trims when the engine drains.
 - `nodrain`: as it is, but no trims when a request ends (every 30 s under load and 2 s after a burst only).
+- `trim05`: the heap trimmed at most every half second when a request ends, not every second.
 - `drainonly`: the heap trimmed (at most once a second) only when the last request in flight ends, not whenever
   one does (the second round's rule).
 - `catattention`: the CPU attention of issue 21's fourth round undone: each row's context gathered from its slot,
@@ -85,11 +86,13 @@ elif _VARIANT == "drainonly":
         return 0  # so the heap is trimmed only when the last request in flight ends (the second round's rule)
 
     batcher.Batcher._step = _step_finishing_nothing
+elif _VARIANT == "trim05":
+    batcher.TRIM_AFTER_REQUEST_S = 0.5
 elif _VARIANT == "nodrain":
     batcher.TRIM_AFTER_REQUEST_S = float("inf")
 elif _VARIANT not in (None, "on", "round1", "none", "catattention", "f32context", "round3", "round4",
                       "round5"):
-    raise SystemExit(f"MERCURY_MEMORY_VARIANT={_VARIANT!r}: on, off, heap, trims, mmap256k, mmap32, buckets, "
+    raise SystemExit(f"MERCURY_MEMORY_VARIANT={_VARIANT!r}: on, off, heap, trims, mmap256k, mmap32, buckets, trim05, "
                      "round1, nodrain, drainonly, catattention, f32context, round3, round4, round5 or none")
 
 
